@@ -1,0 +1,180 @@
+//! Named float parameters: the only view of a model that the optimizers need.
+
+use burn::tensor::{Device, Tensor, TensorData};
+use std::collections::HashMap;
+
+/// Errors of [`ParamStore`] construction and lookup.
+#[derive(Debug, thiserror::Error)]
+pub enum ParamStoreError {
+    /// Two parameters were inserted under the same name.
+    #[error("parameter `{0}` inserted twice")]
+    Duplicate(String),
+    /// The data length does not match the product of the shape.
+    #[error("parameter `{name}`: {len} values do not fill shape {shape:?}")]
+    BadLength {
+        /// Parameter path.
+        name: String,
+        /// Number of values given.
+        len: usize,
+        /// Requested shape.
+        shape: Vec<usize>,
+    },
+    /// A parameter name that is not in the store.
+    #[error("no parameter named `{0}`")]
+    Missing(String),
+}
+
+/// One named parameter: a flat f32 tensor of `shape.iter().product()` elements.
+#[derive(Debug, Clone)]
+pub struct Param {
+    /// HF parameter path, e.g. `encoder.layer.0.attention.self.query.weight`.
+    pub name: String,
+    /// Logical shape in HF layout (e.g. `[out_features, in_features]` for a linear weight).
+    pub shape: Vec<usize>,
+    /// Values, row-major, as a rank-1 tensor of `numel()` elements.
+    pub tensor: Tensor<1>,
+    /// Whether optimizers may perturb and update it (set by the fine-tuning scheme).
+    pub trainable: bool,
+    /// Whether weight decay applies (false for biases and norm weights, as in MeZO).
+    pub decay: bool,
+}
+
+impl Param {
+    /// Number of scalars.
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+/// An ordered set of named parameters on one device.
+///
+/// Models keep only indices into a store, and their forward passes read tensors from it, so
+/// an optimizer can change parameters in place while the model holds no borrow.
+#[derive(Debug, Clone)]
+pub struct ParamStore {
+    params: Vec<Param>,
+    index: HashMap<String, usize>,
+    device: Device,
+}
+
+impl ParamStore {
+    /// An empty store on `device`.
+    pub fn new(device: Device) -> Self {
+        Self { params: Vec::new(), index: HashMap::new(), device }
+    }
+
+    /// The device the tensors live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Inserts a trainable parameter from row-major f32 `values` of `shape`; returns its id.
+    /// Weight decay is on unless the name ends in `bias` or contains `LayerNorm`/`norm`.
+    ///
+    /// # Errors
+    /// [`ParamStoreError::Duplicate`] or [`ParamStoreError::BadLength`].
+    pub fn insert(&mut self, name: &str, shape: &[usize], values: Vec<f32>) -> Result<usize, ParamStoreError> {
+        let n: usize = shape.iter().product();
+        if values.len() != n {
+            return Err(ParamStoreError::BadLength { name: name.into(), len: values.len(), shape: shape.to_vec() });
+        }
+        if self.index.contains_key(name) {
+            return Err(ParamStoreError::Duplicate(name.into()));
+        }
+        let tensor = Tensor::<1>::from_data(TensorData::new(values, [n]), &self.device);
+        let lname = name.to_ascii_lowercase();
+        let decay = !(lname.ends_with("bias") || lname.contains("norm"));
+        let id = self.params.len();
+        self.params.push(Param { name: name.into(), shape: shape.to_vec(), tensor, trainable: true, decay });
+        self.index.insert(name.into(), id);
+        Ok(id)
+    }
+
+    /// Id of the parameter `name`.
+    ///
+    /// # Errors
+    /// [`ParamStoreError::Missing`].
+    pub fn id(&self, name: &str) -> Result<usize, ParamStoreError> {
+        self.index.get(name).copied().ok_or_else(|| ParamStoreError::Missing(name.into()))
+    }
+
+    /// Whether a parameter called `name` exists.
+    pub fn contains(&self, name: &str) -> bool {
+        self.index.contains_key(name)
+    }
+
+    /// All parameters in insertion order.
+    pub fn params(&self) -> &[Param] {
+        &self.params
+    }
+
+    /// All parameters, mutable (optimizers replace `tensor` in place).
+    pub fn params_mut(&mut self) -> &mut [Param] {
+        &mut self.params
+    }
+
+    /// Parameter `id`.
+    pub fn param(&self, id: usize) -> &Param {
+        &self.params[id]
+    }
+
+    /// Parameter `id` as a rank-1 tensor (a cheap handle clone).
+    pub fn t1(&self, id: usize) -> Tensor<1> {
+        self.params[id].tensor.clone()
+    }
+
+    /// Parameter `id` reshaped to its rank-2 shape `[rows, cols]`.
+    ///
+    /// # Panics
+    /// If the parameter is not rank 2.
+    pub fn t2(&self, id: usize) -> Tensor<2> {
+        let p = &self.params[id];
+        assert_eq!(p.shape.len(), 2, "parameter `{}` has shape {:?}, not rank 2", p.name, p.shape);
+        p.tensor.clone().reshape([p.shape[0], p.shape[1]])
+    }
+
+    /// Marks exactly the parameters for which `pred(name)` holds as trainable.
+    pub fn set_trainable(&mut self, pred: impl Fn(&str) -> bool) {
+        for p in &mut self.params {
+            p.trainable = pred(&p.name);
+        }
+    }
+
+    /// Number of scalars over all parameters.
+    pub fn num_params(&self) -> usize {
+        self.params.iter().map(Param::numel).sum()
+    }
+
+    /// Number of trainable scalars.
+    pub fn num_trainable(&self) -> usize {
+        self.params.iter().filter(|p| p.trainable).map(Param::numel).sum()
+    }
+
+    /// Bytes held by all parameters (f32: 4 bytes a scalar).
+    pub fn bytes(&self) -> u64 {
+        self.num_params() as u64 * 4
+    }
+
+    /// Switches the trainable parameters to autodiff leaves that require gradients (first-order
+    /// training); frozen parameters stay plain constants, so no graph is recorded through them.
+    pub fn enable_grad(&mut self) {
+        for p in &mut self.params {
+            let t = p.tensor.clone().inner();
+            p.tensor = if p.trainable { t.autodiff().require_grad() } else { t };
+        }
+    }
+
+    /// A copy of the store (cheap: tensor handles are shared) without autodiff, for evaluation.
+    pub fn detached(&self) -> ParamStore {
+        let mut s = self.clone();
+        for p in &mut s.params {
+            p.tensor = p.tensor.clone().inner();
+        }
+        s
+    }
+
+    /// Values of parameter `id` copied to the host.
+    pub fn values(&self, id: usize) -> Vec<f32> {
+        self.params[id].tensor.to_data().convert::<f32>().try_into_vec::<f32>().expect("f32 parameter data")
+    }
+}

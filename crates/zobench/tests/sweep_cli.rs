@@ -1,0 +1,147 @@
+//! End-to-end: `zobench sweep` on configs/smoke.toml (bert-tiny fixture, real SST-2 text),
+//! resume, and bad-input exit codes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn zobench(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_zobench")).args(args).current_dir(cwd).output().expect("run zobench")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+#[test]
+fn smoke_sweep_writes_results_tables_plots_and_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("results");
+    let rep = tmp.path().join("reports");
+    let cfg = root().join("configs/smoke.toml");
+    let args = ["sweep", "--config", cfg.to_str().unwrap(), "--out", out.to_str().unwrap(), "--reports", rep.to_str().unwrap()];
+    let o = zobench(&args, tmp.path());
+    assert!(o.status.success(), "{}", text(&o));
+
+    let runs = std::fs::read_to_string(out.join("runs.jsonl")).unwrap();
+    let recs: Vec<serde_json::Value> = runs.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(recs.len(), 4, "2 schemes x 2 optimizers");
+    for r in &recs {
+        assert_eq!(r["status"], "ok", "{r}");
+        for k in ["zero_shot_acc", "best_dev_acc", "test_acc"] {
+            let a = r[k].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&a), "{k} = {a}");
+        }
+        assert!(r["peak_mem_bytes"].as_u64().unwrap() > 1 << 20);
+        assert!(r["time_per_step_s"].as_f64().unwrap() > 0.0);
+        let fpps = r["forward_passes_per_step"].as_f64().unwrap();
+        let want = if r["optimizer"] == "zo-sgd" { 2.0 } else { 1.0 };
+        assert_eq!(fpps, want);
+        assert_eq!(r["total_forward_passes"].as_u64().unwrap(), 20 * want as u64);
+        assert_eq!(r["num_train"], 64);
+        assert_eq!(r["num_eval"], 64);
+        let trainable = r["trainable_params"].as_u64().unwrap();
+        if r["scheme"] == "head" {
+            assert_eq!(trainable, 2 * 32 + 2, "head = classifier.weight [2, 32] + bias [2]");
+        } else {
+            assert_eq!(trainable, r["total_params"].as_u64().unwrap());
+        }
+        assert!(r["git_commit"].as_str().unwrap().len() >= 7);
+        // The curve has one line per step.
+        let curve = std::fs::read_to_string(out.join("curves").join(format!("{}.jsonl", r["run_id"].as_str().unwrap()))).unwrap();
+        assert_eq!(curve.lines().count(), 20);
+    }
+    for f in ["summary.parquet", "summary.csv", "summary.md"] {
+        assert!(std::fs::metadata(out.join(f)).unwrap().len() > 0, "{f}");
+    }
+    let csv = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 5, "header + 4 rows:\n{csv}");
+    for plot in ["test_acc_by_optimizer", "train_loss", "acc_vs_memory"] {
+        let svg = std::fs::read_to_string(rep.join(format!("{plot}.svg"))).unwrap();
+        assert!(svg.contains("<svg"), "{plot}.svg");
+        let png = std::fs::read(rep.join(format!("{plot}.png"))).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{plot}.png");
+    }
+
+    // Second run: every cell is skipped, nothing recorded twice.
+    let o = zobench(&args, tmp.path());
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("4 already recorded"), "{}", text(&o));
+    assert_eq!(std::fs::read_to_string(out.join("runs.jsonl")).unwrap(), runs);
+}
+
+fn write_cfg(dir: &Path, body: &str) -> PathBuf {
+    let p = dir.join("bad.toml");
+    std::fs::write(&p, body).unwrap();
+    p
+}
+
+const GOOD: &str = r#"name = "t"
+[grid]
+model = ["bert-tiny"]
+task = ["sst2"]
+scheme = ["head"]
+optimizer = ["zo-sgd"]
+seed = [0]
+[settings]
+steps = 2
+batch_size = 2
+eval_every = 1
+num_train = 4
+num_dev = 4
+num_eval = 4
+"#;
+
+#[test]
+fn bad_configs_exit_2_naming_file_key_and_choices() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cases: &[(&str, &str, &[&str])] = &[
+        ("unknown optimizer", &GOOD.replace(r#"optimizer = ["zo-sgd"]"#, r#"optimizer = ["zo-sdg"]"#), &["grid.optimizer", "zo-sdg", "did you mean `zo-sgd`", "fo-sgd"]),
+        ("unknown model", &GOOD.replace("bert-tiny", "minilm"), &["grid.model", "did you mean `minilm-l6`"]),
+        ("unknown task", &GOOD.replace(r#"task = ["sst2"]"#, r#"task = ["sst"]"#), &["grid.task", "sst2"]),
+        ("missing field", &GOOD.replace("steps = 2\n", ""), &["missing field", "steps"]),
+        ("wrong type", &GOOD.replace("steps = 2", r#"steps = "two""#), &["bad.toml:", "steps"]),
+        ("unknown key", &GOOD.replace("steps = 2", "steps = 2\nstepz = 3"), &["unknown field `stepz`"]),
+    ];
+    for (what, body, needles) in cases {
+        let cfg = write_cfg(tmp.path(), body);
+        let o = zobench(&["sweep", "--config", cfg.to_str().unwrap(), "--out", tmp.path().join("r").to_str().unwrap()], tmp.path());
+        assert_eq!(o.status.code(), Some(2), "{what}: {}", text(&o));
+        let t = text(&o);
+        assert!(t.contains("bad.toml"), "{what}: message must name the file: {t}");
+        for n in *needles {
+            assert!(t.contains(n), "{what}: expected `{n}` in: {t}");
+        }
+    }
+}
+
+#[test]
+fn corrupt_checkpoint_exits_2_and_keeps_existing_results() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A local HF folder whose weights are truncated.
+    let model = tmp.path().join("broken-bert");
+    std::fs::create_dir_all(&model).unwrap();
+    let fx = root().join("fixtures/models/bert-tiny");
+    std::fs::copy(fx.join("config.json"), model.join("config.json")).unwrap();
+    let w = std::fs::read(fx.join("model.safetensors")).unwrap();
+    std::fs::write(model.join("model.safetensors"), &w[..w.len() - 100]).unwrap();
+    std::fs::copy(root().join("fixtures/tokenizers/bert-tiny/tokenizer.json"), model.join("tokenizer.json")).unwrap();
+    let out = tmp.path().join("r");
+    // First a good sweep into the same folder: its record must survive the failed one.
+    let good = write_cfg(tmp.path(), GOOD);
+    let o = zobench(&["sweep", "--config", good.to_str().unwrap(), "--out", out.to_str().unwrap(), "--reports", tmp.path().join("p").to_str().unwrap()], tmp.path());
+    assert!(o.status.success(), "{}", text(&o));
+    let before = std::fs::read_to_string(out.join("runs.jsonl")).unwrap();
+    assert_eq!(before.lines().count(), 1);
+
+    let body = GOOD.replace("\"bert-tiny\"", &format!("{:?}", model.to_str().unwrap()));
+    let cfg = write_cfg(tmp.path(), &body);
+    let o = zobench(&["sweep", "--config", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()], tmp.path());
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let t = text(&o);
+    assert!(t.contains("broken-bert/model.safetensors") && t.contains("corrupt"), "{t}");
+    assert_eq!(std::fs::read_to_string(out.join("runs.jsonl")).unwrap(), before);
+}

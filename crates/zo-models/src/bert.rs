@@ -75,11 +75,20 @@ impl BertConfig {
     /// [`ModelError::Io`], [`ModelError::Config`] (bad JSON, missing key, H not divisible by
     /// the head count), [`ModelError::Unsupported`] for another `model_type` or activation.
     pub fn from_file(path: &Path) -> Result<Self, ModelError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io { path: path.into(), source })?;
-        let cfg: BertConfig =
-            serde_json::from_str(&text).map_err(|e| ModelError::Config { path: path.into(), msg: e.to_string() })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
+            path: path.into(),
+            source,
+        })?;
+        let cfg: BertConfig = serde_json::from_str(&text).map_err(|e| ModelError::Config {
+            path: path.into(),
+            msg: e.to_string(),
+        })?;
         if cfg.model_type != "bert" {
-            return Err(ModelError::Unsupported { path: path.into(), model_type: cfg.model_type, supported: "bert".into() });
+            return Err(ModelError::Unsupported {
+                path: path.into(),
+                model_type: cfg.model_type,
+                supported: "bert".into(),
+            });
         }
         if cfg.num_attention_heads == 0 || cfg.hidden_size % cfg.num_attention_heads != 0 {
             return Err(ModelError::Config {
@@ -90,10 +99,16 @@ impl BertConfig {
                 ),
             });
         }
-        if !matches!(cfg.hidden_act.as_str(), "gelu" | "gelu_new" | "gelu_pytorch_tanh" | "relu") {
+        if !matches!(
+            cfg.hidden_act.as_str(),
+            "gelu" | "gelu_new" | "gelu_pytorch_tanh" | "relu"
+        ) {
             return Err(ModelError::Config {
                 path: path.into(),
-                msg: format!("hidden_act `{}` is not supported (gelu, gelu_new, gelu_pytorch_tanh, relu)", cfg.hidden_act),
+                msg: format!(
+                    "hidden_act `{}` is not supported (gelu, gelu_new, gelu_pytorch_tanh, relu)",
+                    cfg.hidden_act
+                ),
             });
         }
         Ok(cfg)
@@ -166,9 +181,21 @@ impl BertModel {
     ///
     /// # Errors
     /// [`ModelError::MissingTensor`] / [`ModelError::Shape`] naming the tensor and the file.
-    pub fn from_checkpoint(config: BertConfig, ckpt: &mut Checkpoint, store: &mut ParamStore) -> Result<Self, ModelError> {
-        let prefixed: Vec<String> = ckpt.tensors.keys().filter(|k| k.starts_with("bert.")).cloned().collect();
-        if !ckpt.tensors.contains_key("embeddings.word_embeddings.weight") {
+    pub fn from_checkpoint(
+        config: BertConfig,
+        ckpt: &mut Checkpoint,
+        store: &mut ParamStore,
+    ) -> Result<Self, ModelError> {
+        let prefixed: Vec<String> = ckpt
+            .tensors
+            .keys()
+            .filter(|k| k.starts_with("bert."))
+            .cloned()
+            .collect();
+        if !ckpt
+            .tensors
+            .contains_key("embeddings.word_embeddings.weight")
+        {
             for k in prefixed {
                 let v = ckpt.tensors.remove(&k).unwrap();
                 ckpt.tensors.insert(k["bert.".len()..].to_string(), v);
@@ -182,8 +209,14 @@ impl BertModel {
             Ok(store.insert(name, shape, data).expect("fresh name"))
         };
         let word = put("embeddings.word_embeddings.weight", &[v, h])?;
-        let pos = put("embeddings.position_embeddings.weight", &[c.max_position_embeddings, h])?;
-        let typ = put("embeddings.token_type_embeddings.weight", &[c.type_vocab_size, h])?;
+        let pos = put(
+            "embeddings.position_embeddings.weight",
+            &[c.max_position_embeddings, h],
+        )?;
+        let typ = put(
+            "embeddings.token_type_embeddings.weight",
+            &[c.type_vocab_size, h],
+        )?;
         let emb_ln_w = put("embeddings.LayerNorm.weight", &[h])?;
         let emb_ln_b = put("embeddings.LayerNorm.bias", &[h])?;
         let mut layers = Vec::with_capacity(c.num_hidden_layers);
@@ -210,11 +243,23 @@ impl BertModel {
             });
         }
         let pooler = if has_pooler {
-            Some((put("pooler.dense.weight", &[h, h])?, put("pooler.dense.bias", &[h])?))
+            Some((
+                put("pooler.dense.weight", &[h, h])?,
+                put("pooler.dense.bias", &[h])?,
+            ))
         } else {
             None
         };
-        Ok(Self { config, word, pos, typ, emb_ln_w, emb_ln_b, layers, pooler })
+        Ok(Self {
+            config,
+            word,
+            pos,
+            typ,
+            emb_ln_w,
+            emb_ln_b,
+            layers,
+            pooler,
+        })
     }
 
     fn act(&self, x: Tensor<3>) -> Tensor<3> {
@@ -241,15 +286,28 @@ impl BertModel {
         let [b, t] = input_ids.dims();
         let h = c.hidden_size;
         let device = ps.device().clone();
-        let words = ps.t2(self.word).select(0, input_ids.reshape([b * t])).reshape([b, t, h]);
+        let words = ps
+            .t2(self.word)
+            .select(0, input_ids.reshape([b * t]))
+            .reshape([b, t, h]);
         let pos = ps.t2(self.pos).slice([0..t]).unsqueeze::<3>();
         let types = match token_type_ids {
-            Some(tt) => ps.t2(self.typ).select(0, tt.reshape([b * t])).reshape([b, t, h]),
+            Some(tt) => ps
+                .t2(self.typ)
+                .select(0, tt.reshape([b * t]))
+                .reshape([b, t, h]),
             None => ps.t2(self.typ).slice([0..1]).unsqueeze::<3>(),
         };
-        let mut x = layer_norm3(words + pos + types, ps.t1(self.emb_ln_w), ps.t1(self.emb_ln_b), c.layer_norm_eps);
+        let mut x = layer_norm3(
+            words + pos + types,
+            ps.t1(self.emb_ln_w),
+            ps.t1(self.emb_ln_b),
+            c.layer_norm_eps,
+        );
         // Additive key mask [B, 1, 1, T].
-        let mask_bias = (attention_mask.float().neg() + 1.0).mul_scalar(-1e9f32).reshape([b, 1, 1, t]);
+        let mask_bias = (attention_mask.float().neg() + 1.0)
+            .mul_scalar(-1e9f32)
+            .reshape([b, 1, 1, t]);
         let nh = c.num_attention_heads;
         let dh = h / nh;
         let scale = 1.0 / (dh as f64).sqrt();
@@ -259,7 +317,10 @@ impl BertModel {
             let k = heads(linear3(x.clone(), ps.t2(l.k_w), ps.t1(l.k_b)));
             let v = heads(linear3(x.clone(), ps.t2(l.v_w), ps.t1(l.v_b)));
             let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale) + mask_bias.clone();
-            let ctx = softmax(scores, 3).matmul(v).swap_dims(1, 2).reshape([b, t, h]);
+            let ctx = softmax(scores, 3)
+                .matmul(v)
+                .swap_dims(1, 2)
+                .reshape([b, t, h]);
             let a = linear3(ctx, ps.t2(l.o_w), ps.t1(l.o_b));
             let x1 = layer_norm3(a + x, ps.t1(l.ln1_w), ps.t1(l.ln1_b), c.layer_norm_eps);
             let m = self.act(linear3(x1.clone(), ps.t2(l.i_w), ps.t1(l.i_b)));
@@ -271,7 +332,10 @@ impl BertModel {
             linear3(cls, ps.t2(w), ps.t1(bias)).reshape([b, h]).tanh()
         });
         let _ = device;
-        BertOutput { last_hidden_state: x, pooler_output }
+        BertOutput {
+            last_hidden_state: x,
+            pooler_output,
+        }
     }
 }
 

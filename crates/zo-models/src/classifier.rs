@@ -13,8 +13,8 @@ use crate::tokenizer::EncodedBatch;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use std::path::Path;
-use zo_optim::noise::{NoiseKey, gaussian_vec};
 use zo_optim::ParamStore;
+use zo_optim::noise::{NoiseKey, gaussian_vec};
 
 /// How the sequence of hidden states becomes one vector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,21 +73,47 @@ impl SequenceClassifier {
         let weights = dir.join("model.safetensors");
         let mut ckpt = load_safetensors(&weights)?;
         let mut store = ParamStore::new(device.clone());
-        let head_in_ckpt = ckpt.tensors.get("classifier.weight").map(|(s, _)| s.clone());
+        let head_in_ckpt = ckpt
+            .tensors
+            .get("classifier.weight")
+            .map(|(s, _)| s.clone());
         let h = config.hidden_size;
         let std = config.initializer_range as f32;
         let encoder = BertModel::from_checkpoint(config, &mut ckpt, &mut store)?;
         if pooling == Pooling::Pooler && !store.contains("pooler.dense.weight") {
-            return Err(ModelError::MissingTensor { path: weights, name: "pooler.dense.weight".into(), family: "bert".into() });
+            return Err(ModelError::MissingTensor {
+                path: weights,
+                name: "pooler.dense.weight".into(),
+                family: "bert".into(),
+            });
         }
         let (w, b) = if head_in_ckpt.as_deref() == Some(&[num_labels, h][..]) {
-            (ckpt.take("classifier.weight", &[num_labels, h], "bert")?, ckpt.take("classifier.bias", &[num_labels], "bert")?)
+            (
+                ckpt.take("classifier.weight", &[num_labels, h], "bert")?,
+                ckpt.take("classifier.bias", &[num_labels], "bert")?,
+            )
         } else {
-            (gaussian_vec(NoiseKey(seed), "classifier.weight", num_labels * h, std), vec![0.0; num_labels])
+            (
+                gaussian_vec(NoiseKey(seed), "classifier.weight", num_labels * h, std),
+                vec![0.0; num_labels],
+            )
         };
-        let head_w = store.insert("classifier.weight", &[num_labels, h], w).expect("fresh name");
-        let head_b = store.insert("classifier.bias", &[num_labels], b).expect("fresh name");
-        Ok((Self { encoder, pooling, num_labels, head_w, head_b }, store))
+        let head_w = store
+            .insert("classifier.weight", &[num_labels, h], w)
+            .expect("fresh name");
+        let head_b = store
+            .insert("classifier.bias", &[num_labels], b)
+            .expect("fresh name");
+        Ok((
+            Self {
+                encoder,
+                pooling,
+                num_labels,
+                head_w,
+                head_b,
+            },
+            store,
+        ))
     }
 
     /// Pooled sentence vectors `[B, H]`.
@@ -119,7 +145,12 @@ impl SequenceClassifier {
     /// Predicted class of each row.
     pub fn predict(&self, ps: &ParamStore, batch: &EncodedBatch) -> Vec<usize> {
         let logits = self.logits(ps, batch);
-        let am = logits.argmax(1).into_data().convert::<i64>().try_into_vec::<i64>().expect("int data");
+        let am = logits
+            .argmax(1)
+            .into_data()
+            .convert::<i64>()
+            .try_into_vec::<i64>()
+            .expect("int data");
         am.into_iter().map(|x| x as usize).collect()
     }
 }
@@ -128,6 +159,9 @@ impl SequenceClassifier {
 pub fn cross_entropy(logits: Tensor<2>, labels: &[usize]) -> Tensor<1> {
     let [b, _] = logits.dims();
     let dev = logits.device();
-    let y = Tensor::<2, Int>::from_data(TensorData::new(labels.iter().map(|&l| l as i64).collect::<Vec<_>>(), [b, 1]), &dev);
+    let y = Tensor::<2, Int>::from_data(
+        TensorData::new(labels.iter().map(|&l| l as i64).collect::<Vec<_>>(), [b, 1]),
+        &dev,
+    );
     log_softmax(logits, 1).gather(1, y).mean().neg()
 }

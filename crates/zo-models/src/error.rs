@@ -22,7 +22,9 @@ pub enum ModelError {
         msg: String,
     },
     /// `model.safetensors` is truncated or malformed.
-    #[error("corrupt checkpoint `{path}`: {msg} (delete it and fetch it again, e.g. `zobench fetch <model>`)")]
+    #[error(
+        "corrupt checkpoint `{path}`: {msg} (delete it and fetch it again, e.g. `zobench fetch <model>`)"
+    )]
     Corrupt {
         /// The weights file.
         path: PathBuf,
@@ -40,7 +42,9 @@ pub enum ModelError {
         family: String,
     },
     /// A tensor has the wrong shape for the config.
-    #[error("checkpoint `{path}`: tensor `{name}` has shape {got:?}, config.json implies {expected:?}")]
+    #[error(
+        "checkpoint `{path}`: tensor `{name}` has shape {got:?}, config.json implies {expected:?}"
+    )]
     Shape {
         /// The weights file.
         path: PathBuf,

@@ -22,12 +22,26 @@ impl Checkpoint {
     ///
     /// # Errors
     /// [`ModelError::MissingTensor`] or [`ModelError::Shape`].
-    pub fn take(&mut self, name: &str, shape: &[usize], family: &str) -> Result<Vec<f32>, ModelError> {
+    pub fn take(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        family: &str,
+    ) -> Result<Vec<f32>, ModelError> {
         let Some((got, v)) = self.tensors.remove(name) else {
-            return Err(ModelError::MissingTensor { path: self.path.clone(), name: name.into(), family: family.into() });
+            return Err(ModelError::MissingTensor {
+                path: self.path.clone(),
+                name: name.into(),
+                family: family.into(),
+            });
         };
         if got != shape {
-            return Err(ModelError::Shape { path: self.path.clone(), name: name.into(), expected: shape.to_vec(), got });
+            return Err(ModelError::Shape {
+                path: self.path.clone(),
+                name: name.into(),
+                expected: shape.to_vec(),
+                got,
+            });
         }
         Ok(v)
     }
@@ -40,17 +54,35 @@ impl Checkpoint {
 /// [`ModelError::Io`] if the file cannot be read, [`ModelError::Corrupt`] if it is not a valid
 /// safetensors file (truncated, bad header, data out of range).
 pub fn load_safetensors(path: &Path) -> Result<Checkpoint, ModelError> {
-    let bytes = std::fs::read(path).map_err(|source| ModelError::Io { path: path.into(), source })?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| ModelError::Corrupt { path: path.into(), msg: e.to_string() })?;
+    let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
+        path: path.into(),
+        source,
+    })?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| ModelError::Corrupt {
+        path: path.into(),
+        msg: e.to_string(),
+    })?;
     let mut tensors = BTreeMap::new();
     let mut skipped = Vec::new();
     for (name, view) in st.tensors() {
         let data = view.data();
         let values: Vec<f32> = match view.dtype() {
-            Dtype::F32 => data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-            Dtype::F16 => data.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-            Dtype::BF16 => data.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-            Dtype::F64 => data.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap()) as f32).collect(),
+            Dtype::F32 => data
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            Dtype::F16 => data
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            Dtype::BF16 => data
+                .chunks_exact(2)
+                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            Dtype::F64 => data
+                .chunks_exact(8)
+                .map(|b| f64::from_le_bytes(b.try_into().unwrap()) as f32)
+                .collect(),
             _ => {
                 skipped.push(name);
                 continue;
@@ -58,7 +90,11 @@ pub fn load_safetensors(path: &Path) -> Result<Checkpoint, ModelError> {
         };
         tensors.insert(name, (view.shape().to_vec(), values));
     }
-    Ok(Checkpoint { path: path.into(), tensors, skipped })
+    Ok(Checkpoint {
+        path: path.into(),
+        tensors,
+        skipped,
+    })
 }
 
 /// Checks that `path` is a readable, well-formed safetensors file (header and data extents),
@@ -67,7 +103,13 @@ pub fn load_safetensors(path: &Path) -> Result<Checkpoint, ModelError> {
 /// # Errors
 /// [`ModelError::Io`] or [`ModelError::Corrupt`], naming the file.
 pub fn check_safetensors(path: &Path) -> Result<usize, ModelError> {
-    let bytes = std::fs::read(path).map_err(|source| ModelError::Io { path: path.into(), source })?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| ModelError::Corrupt { path: path.into(), msg: e.to_string() })?;
+    let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
+        path: path.into(),
+        source,
+    })?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| ModelError::Corrupt {
+        path: path.into(),
+        msg: e.to_string(),
+    })?;
     Ok(st.len())
 }

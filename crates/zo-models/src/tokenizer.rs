@@ -41,7 +41,13 @@ impl EncodedBatch {
     /// Builds a batch from unpadded rows of ids (type ids all 0), right-padded with `pad_id`.
     pub fn from_rows(rows: &[Vec<i64>], pad_id: i64) -> Self {
         let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
-        let mut b = EncodedBatch { input_ids: vec![], attention_mask: vec![], token_type_ids: vec![], rows: rows.len(), cols };
+        let mut b = EncodedBatch {
+            input_ids: vec![],
+            attention_mask: vec![],
+            token_type_ids: vec![],
+            rows: rows.len(),
+            cols,
+        };
         for r in rows {
             for j in 0..cols {
                 b.input_ids.push(r.get(j).copied().unwrap_or(pad_id));
@@ -54,8 +60,14 @@ impl EncodedBatch {
 
     /// `(input_ids, attention_mask, token_type_ids)` as `[B, T]` int tensors on `device`.
     pub fn tensors(&self, device: &Device) -> (Tensor<2, Int>, Tensor<2, Int>, Tensor<2, Int>) {
-        let mk = |v: &Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(v.clone(), [self.rows, self.cols]), device);
-        (mk(&self.input_ids), mk(&self.attention_mask), mk(&self.token_type_ids))
+        let mk = |v: &Vec<i64>| {
+            Tensor::<2, Int>::from_data(TensorData::new(v.clone(), [self.rows, self.cols]), device)
+        };
+        (
+            mk(&self.input_ids),
+            mk(&self.attention_mask),
+            mk(&self.token_type_ids),
+        )
     }
 
     /// Number of real (non-pad) tokens.
@@ -71,15 +83,32 @@ impl TextTokenizer {
     /// [`ModelError::Io`] if missing, [`ModelError::Tokenizer`] if it does not parse.
     pub fn from_file(path: &Path) -> Result<Self, ModelError> {
         if !path.exists() {
-            return Err(ModelError::Io { path: path.into(), source: std::io::Error::from(std::io::ErrorKind::NotFound) });
+            return Err(ModelError::Io {
+                path: path.into(),
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            });
         }
-        let mut inner = Tokenizer::from_file(path).map_err(|e| ModelError::Tokenizer { path: path.into(), msg: e.to_string() })?;
-        let pad_id = inner.get_padding().map(|p| p.pad_id).or_else(|| inner.token_to_id("[PAD]")).unwrap_or(0);
+        let mut inner = Tokenizer::from_file(path).map_err(|e| ModelError::Tokenizer {
+            path: path.into(),
+            msg: e.to_string(),
+        })?;
+        let pad_id = inner
+            .get_padding()
+            .map(|p| p.pad_id)
+            .or_else(|| inner.token_to_id("[PAD]"))
+            .unwrap_or(0);
         inner.with_padding(None);
         inner
             .with_truncation(None)
-            .map_err(|e| ModelError::Tokenizer { path: path.into(), msg: e.to_string() })?;
-        Ok(Self { inner, path: path.into(), pad_id })
+            .map_err(|e| ModelError::Tokenizer {
+                path: path.into(),
+                msg: e.to_string(),
+            })?;
+        Ok(Self {
+            inner,
+            path: path.into(),
+            pad_id,
+        })
     }
 
     /// The pad id.
@@ -92,21 +121,47 @@ impl TextTokenizer {
     ///
     /// # Errors
     /// [`ModelError::Tokenizer`] if the tokenizer fails on an input.
-    pub fn encode(&self, texts: &[&str], pairs: Option<&[&str]>, max_length: usize) -> Result<EncodedBatch, ModelError> {
+    pub fn encode(
+        &self,
+        texts: &[&str],
+        pairs: Option<&[&str]>,
+        max_length: usize,
+    ) -> Result<EncodedBatch, ModelError> {
         let mut tok = self.inner.clone();
-        tok.with_truncation(Some(TruncationParams { max_length, ..Default::default() }))
-            .map_err(|e| ModelError::Tokenizer { path: self.path.clone(), msg: e.to_string() })?;
+        tok.with_truncation(Some(TruncationParams {
+            max_length,
+            ..Default::default()
+        }))
+        .map_err(|e| ModelError::Tokenizer {
+            path: self.path.clone(),
+            msg: e.to_string(),
+        })?;
         let encs = match pairs {
             Some(p) => {
-                let inputs: Vec<tokenizers::EncodeInput> =
-                    texts.iter().zip(p).map(|(a, b)| (a.to_string(), b.to_string()).into()).collect();
+                let inputs: Vec<tokenizers::EncodeInput> = texts
+                    .iter()
+                    .zip(p)
+                    .map(|(a, b)| (a.to_string(), b.to_string()).into())
+                    .collect();
                 tok.encode_batch(inputs, true)
             }
-            None => tok.encode_batch(texts.iter().map(|s| s.to_string()).collect::<Vec<_>>(), true),
+            None => tok.encode_batch(
+                texts.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+                true,
+            ),
         }
-        .map_err(|e| ModelError::Tokenizer { path: self.path.clone(), msg: e.to_string() })?;
+        .map_err(|e| ModelError::Tokenizer {
+            path: self.path.clone(),
+            msg: e.to_string(),
+        })?;
         let cols = encs.iter().map(|e| e.get_ids().len()).max().unwrap_or(0);
-        let mut b = EncodedBatch { input_ids: vec![], attention_mask: vec![], token_type_ids: vec![], rows: encs.len(), cols };
+        let mut b = EncodedBatch {
+            input_ids: vec![],
+            attention_mask: vec![],
+            token_type_ids: vec![],
+            rows: encs.len(),
+            cols,
+        };
         for e in &encs {
             let n = e.get_ids().len();
             for j in 0..cols {

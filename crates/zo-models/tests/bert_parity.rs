@@ -8,11 +8,17 @@ use zo_models::loader::load_safetensors;
 use zo_optim::ParamStore;
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/models").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/models")
+        .join(name)
 }
 
 fn ints(v: &Value) -> Vec<i64> {
-    v.as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap().iter().map(|x| x.as_i64().unwrap())).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()))
+        .collect()
 }
 
 fn floats(v: &Value, out: &mut Vec<f64>) {
@@ -25,14 +31,19 @@ fn floats(v: &Value, out: &mut Vec<f64>) {
 #[test]
 fn bert_tiny_matches_hf_float64_reference() {
     let dir = fixture("bert-tiny");
-    let r: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap()).unwrap();
+    let r: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap())
+            .unwrap();
     let cfg = BertConfig::from_file(&dir.join("config.json")).unwrap();
     let h = cfg.hidden_size;
     let dev = Device::flex();
     let mut store = ParamStore::new(dev.clone());
     let mut ckpt = load_safetensors(&dir.join("model.safetensors")).unwrap();
     let model = BertModel::from_checkpoint(cfg, &mut ckpt, &mut store).unwrap();
-    assert_eq!(store.num_params() as u64, r["param_count"].as_u64().unwrap());
+    assert_eq!(
+        store.num_params() as u64,
+        r["param_count"].as_u64().unwrap()
+    );
 
     let ids = ints(&r["input_ids"]);
     let mask = ints(&r["attention_mask"]);
@@ -44,7 +55,11 @@ fn bert_tiny_matches_hf_float64_reference() {
         ids_tensor(&mask, b, t, &dev),
         Some(ids_tensor(&types, b, t, &dev)),
     );
-    let got = out.last_hidden_state.into_data().try_into_vec::<f32>().unwrap();
+    let got = out
+        .last_hidden_state
+        .into_data()
+        .try_into_vec::<f32>()
+        .unwrap();
     let mut want = vec![];
     floats(&r["last_hidden_state"], &mut want);
     assert_eq!(got.len(), want.len());
@@ -56,10 +71,19 @@ fn bert_tiny_matches_hf_float64_reference() {
     }
     assert!(max_err < 1e-4, "last_hidden_state max abs error {max_err}");
 
-    let got = out.pooler_output.expect("bert-tiny has a pooler").into_data().try_into_vec::<f32>().unwrap();
+    let got = out
+        .pooler_output
+        .expect("bert-tiny has a pooler")
+        .into_data()
+        .try_into_vec::<f32>()
+        .unwrap();
     let mut want = vec![];
     floats(&r["pooler_output"], &mut want);
-    let err = got.iter().zip(&want).map(|(g, w)| (*g as f64 - w).abs()).fold(0.0, f64::max);
+    let err = got
+        .iter()
+        .zip(&want)
+        .map(|(g, w)| (*g as f64 - w).abs())
+        .fold(0.0, f64::max);
     assert!(err < 1e-4, "pooler_output max abs error {err}");
 }
 
@@ -72,13 +96,18 @@ fn missing_tensor_and_corrupt_file_are_named_errors() {
     let bad = tmp.join("model.safetensors");
     std::fs::write(&bad, &bytes[..bytes.len() / 2]).unwrap();
     let err = load_safetensors(&bad).unwrap_err().to_string();
-    assert!(err.contains("corrupt checkpoint") && err.contains("model.safetensors"), "{err}");
+    assert!(
+        err.contains("corrupt checkpoint") && err.contains("model.safetensors"),
+        "{err}"
+    );
 
     let cfg = BertConfig::from_file(&dir.join("config.json")).unwrap();
     let mut ckpt = load_safetensors(&dir.join("model.safetensors")).unwrap();
     ckpt.tensors.remove("encoder.layer.1.output.dense.weight");
     let mut store = ParamStore::new(Device::flex());
-    let err = BertModel::from_checkpoint(cfg, &mut ckpt, &mut store).unwrap_err().to_string();
+    let err = BertModel::from_checkpoint(cfg, &mut ckpt, &mut store)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("encoder.layer.1.output.dense.weight"), "{err}");
     std::fs::remove_dir_all(&tmp).ok();
 }

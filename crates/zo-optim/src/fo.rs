@@ -23,7 +23,11 @@ impl FoSgd {
     ///
     /// # Panics
     /// If the loss does not depend on any trainable parameter (no autodiff graph).
-    pub fn step(&self, store: &mut ParamStore, loss: &mut dyn FnMut(&ParamStore) -> Tensor<1>) -> f32 {
+    pub fn step(
+        &self,
+        store: &mut ParamStore,
+        loss: &mut dyn FnMut(&ParamStore) -> Tensor<1>,
+    ) -> f32 {
         let l = loss(store);
         let value = l.clone().inner().into_scalar::<f32>();
         let grads = l.backward();
@@ -31,8 +35,14 @@ impl FoSgd {
         let wd = self.weight_decay as f32;
         for p in store.params_mut().iter_mut().filter(|p| p.trainable) {
             let theta = p.tensor.clone().inner();
-            let Some(g) = p.tensor.grad(&grads) else { continue };
-            let g = if p.decay && wd != 0.0 { g + theta.clone() * wd } else { g };
+            let Some(g) = p.tensor.grad(&grads) else {
+                continue;
+            };
+            let g = if p.decay && wd != 0.0 {
+                g + theta.clone() * wd
+            } else {
+                g
+            };
             p.tensor = (theta - g * eta).autodiff().require_grad();
         }
         value
@@ -54,12 +64,19 @@ mod tests {
         s.enable_grad();
         let target = [0.0f32, 1.0, 1.0, 1.0];
         let t = Tensor::<1>::from_data(TensorData::new(target.to_vec(), [4]), &dev);
-        let opt = FoSgd { lr: 0.1, weight_decay: 0.0 };
+        let opt = FoSgd {
+            lr: 0.1,
+            weight_decay: 0.0,
+        };
         let l = opt.step(&mut s, &mut |s: &ParamStore| {
             let d = s.t1(0) - t.clone();
             (d.clone() * d).sum() * 0.5
         });
-        let want_loss: f32 = w0.iter().zip(target).map(|(w, t)| 0.5 * (w - t) * (w - t)).sum();
+        let want_loss: f32 = w0
+            .iter()
+            .zip(target)
+            .map(|(w, t)| 0.5 * (w - t) * (w - t))
+            .sum();
         assert!((l - want_loss).abs() < 1e-6);
         let w1 = s.values(0);
         for i in 0..4 {

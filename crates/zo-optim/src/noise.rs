@@ -98,7 +98,10 @@ fn fill_chunk(key: NoiseKey, h: u64, chunk: u64, scale: f32, out: &mut [f32]) {
 /// # Panics
 /// If `start` is not a multiple of [`CHUNK`].
 pub fn fill_gaussian(key: NoiseKey, path: &str, start: usize, scale: f32, out: &mut [f32]) {
-    assert!(start % CHUNK == 0, "fill_gaussian: start {start} is not a multiple of {CHUNK}");
+    assert!(
+        start % CHUNK == 0,
+        "fill_gaussian: start {start} is not a multiple of {CHUNK}"
+    );
     let h = path_hash(path);
     let first = (start / CHUNK) as u64;
     out.par_chunks_mut(CHUNK)
@@ -120,15 +123,36 @@ mod tests {
     #[test]
     fn same_key_same_values_and_prefix_consistency() {
         let k = NoiseKey::for_step(7, 3, 0);
-        let a = gaussian_vec(k, "encoder.layer.0.attention.self.query.weight", 10_000, 1.0);
-        let b = gaussian_vec(k, "encoder.layer.0.attention.self.query.weight", 10_000, 1.0);
+        let a = gaussian_vec(
+            k,
+            "encoder.layer.0.attention.self.query.weight",
+            10_000,
+            1.0,
+        );
+        let b = gaussian_vec(
+            k,
+            "encoder.layer.0.attention.self.query.weight",
+            10_000,
+            1.0,
+        );
         assert_eq!(a, b);
         // Element i depends only on (key, path, i): a longer tensor shares the prefix.
-        let c = gaussian_vec(k, "encoder.layer.0.attention.self.query.weight", 12_345, 1.0);
+        let c = gaussian_vec(
+            k,
+            "encoder.layer.0.attention.self.query.weight",
+            12_345,
+            1.0,
+        );
         assert_eq!(&a[..], &c[..10_000]);
         // Filling from an offset reproduces the tail.
         let mut tail = vec![0.0; 12_345 - CHUNK];
-        fill_gaussian(k, "encoder.layer.0.attention.self.query.weight", CHUNK, 1.0, &mut tail);
+        fill_gaussian(
+            k,
+            "encoder.layer.0.attention.self.query.weight",
+            CHUNK,
+            1.0,
+            &mut tail,
+        );
         assert_eq!(&tail[..], &c[CHUNK..]);
     }
 
@@ -156,7 +180,11 @@ mod tests {
         assert!((var - 1.0).abs() < 7e-3, "var {var}");
         assert!((kurt - 3.0).abs() < 3e-2, "kurtosis {kurt}");
         // Neighbouring chunks are not correlated.
-        let cov: f64 = v[..CHUNK].iter().zip(&v[CHUNK..2 * CHUNK]).map(|(&a, &b)| (a * b) as f64).sum::<f64>()
+        let cov: f64 = v[..CHUNK]
+            .iter()
+            .zip(&v[CHUNK..2 * CHUNK])
+            .map(|(&a, &b)| (a * b) as f64)
+            .sum::<f64>()
             / CHUNK as f64;
         assert!(cov.abs() < 0.06, "cross-chunk covariance {cov}");
     }

@@ -60,7 +60,11 @@ pub struct ParamStore {
 impl ParamStore {
     /// An empty store on `device`.
     pub fn new(device: Device) -> Self {
-        Self { params: Vec::new(), index: HashMap::new(), device }
+        Self {
+            params: Vec::new(),
+            index: HashMap::new(),
+            device,
+        }
     }
 
     /// The device the tensors live on.
@@ -73,10 +77,19 @@ impl ParamStore {
     ///
     /// # Errors
     /// [`ParamStoreError::Duplicate`] or [`ParamStoreError::BadLength`].
-    pub fn insert(&mut self, name: &str, shape: &[usize], values: Vec<f32>) -> Result<usize, ParamStoreError> {
+    pub fn insert(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        values: Vec<f32>,
+    ) -> Result<usize, ParamStoreError> {
         let n: usize = shape.iter().product();
         if values.len() != n {
-            return Err(ParamStoreError::BadLength { name: name.into(), len: values.len(), shape: shape.to_vec() });
+            return Err(ParamStoreError::BadLength {
+                name: name.into(),
+                len: values.len(),
+                shape: shape.to_vec(),
+            });
         }
         if self.index.contains_key(name) {
             return Err(ParamStoreError::Duplicate(name.into()));
@@ -85,7 +98,13 @@ impl ParamStore {
         let lname = name.to_ascii_lowercase();
         let decay = !(lname.ends_with("bias") || lname.contains("norm"));
         let id = self.params.len();
-        self.params.push(Param { name: name.into(), shape: shape.to_vec(), tensor, trainable: true, decay });
+        self.params.push(Param {
+            name: name.into(),
+            shape: shape.to_vec(),
+            tensor,
+            trainable: true,
+            decay,
+        });
         self.index.insert(name.into(), id);
         Ok(id)
     }
@@ -95,7 +114,10 @@ impl ParamStore {
     /// # Errors
     /// [`ParamStoreError::Missing`].
     pub fn id(&self, name: &str) -> Result<usize, ParamStoreError> {
-        self.index.get(name).copied().ok_or_else(|| ParamStoreError::Missing(name.into()))
+        self.index
+            .get(name)
+            .copied()
+            .ok_or_else(|| ParamStoreError::Missing(name.into()))
     }
 
     /// Whether a parameter called `name` exists.
@@ -129,7 +151,13 @@ impl ParamStore {
     /// If the parameter is not rank 2.
     pub fn t2(&self, id: usize) -> Tensor<2> {
         let p = &self.params[id];
-        assert_eq!(p.shape.len(), 2, "parameter `{}` has shape {:?}, not rank 2", p.name, p.shape);
+        assert_eq!(
+            p.shape.len(),
+            2,
+            "parameter `{}` has shape {:?}, not rank 2",
+            p.name,
+            p.shape
+        );
         p.tensor.clone().reshape([p.shape[0], p.shape[1]])
     }
 
@@ -147,7 +175,11 @@ impl ParamStore {
 
     /// Number of trainable scalars.
     pub fn num_trainable(&self) -> usize {
-        self.params.iter().filter(|p| p.trainable).map(Param::numel).sum()
+        self.params
+            .iter()
+            .filter(|p| p.trainable)
+            .map(Param::numel)
+            .sum()
     }
 
     /// Bytes held by all parameters (f32: 4 bytes a scalar).
@@ -160,7 +192,11 @@ impl ParamStore {
     pub fn enable_grad(&mut self) {
         for p in &mut self.params {
             let t = p.tensor.clone().inner();
-            p.tensor = if p.trainable { t.autodiff().require_grad() } else { t };
+            p.tensor = if p.trainable {
+                t.autodiff().require_grad()
+            } else {
+                t
+            };
         }
     }
 
@@ -175,6 +211,11 @@ impl ParamStore {
 
     /// Values of parameter `id` copied to the host.
     pub fn values(&self, id: usize) -> Vec<f32> {
-        self.params[id].tensor.to_data().convert::<f32>().try_into_vec::<f32>().expect("f32 parameter data")
+        self.params[id]
+            .tensor
+            .to_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .expect("f32 parameter data")
     }
 }

@@ -68,7 +68,11 @@ pub fn perturb(store: &mut ParamStore, key: NoiseKey, scale: f32) {
 
 /// Multiplies every trainable, decayed parameter by `factor`, in place.
 fn scale_decayed(store: &mut ParamStore, factor: f32) {
-    for p in store.params_mut().iter_mut().filter(|p| p.trainable && p.decay) {
+    for p in store
+        .params_mut()
+        .iter_mut()
+        .filter(|p| p.trainable && p.decay)
+    {
         p.tensor.inplace(|t| t * factor);
     }
 }
@@ -87,8 +91,15 @@ impl ZoSgd {
     ) -> ZoStepReport {
         let q = self.q.max(1);
         let mu = self.mu as f32;
-        let mut rep = ZoStepReport { loss_plus: vec![], loss_minus: vec![], projected_grad: vec![], forward_passes: 0 };
-        let keys: Vec<NoiseKey> = (0..q as u64).map(|i| NoiseKey::for_step(run_seed, step, i)).collect();
+        let mut rep = ZoStepReport {
+            loss_plus: vec![],
+            loss_minus: vec![],
+            projected_grad: vec![],
+            forward_passes: 0,
+        };
+        let keys: Vec<NoiseKey> = (0..q as u64)
+            .map(|i| NoiseKey::for_step(run_seed, step, i))
+            .collect();
         for (i, &key) in keys.iter().enumerate() {
             perturb(store, key, mu);
             let lp = loss(store);
@@ -128,8 +139,18 @@ mod tests {
 
     fn quad_store(device: &Device) -> ParamStore {
         let mut s = ParamStore::new(device.clone());
-        s.insert("a.weight", &[4, 8], (0..32).map(|i| (i as f32 * 0.37).sin()).collect()).unwrap();
-        s.insert("b.bias", &[16], (0..16).map(|i| (i as f32 * 0.11).cos()).collect()).unwrap();
+        s.insert(
+            "a.weight",
+            &[4, 8],
+            (0..32).map(|i| (i as f32 * 0.37).sin()).collect(),
+        )
+        .unwrap();
+        s.insert(
+            "b.bias",
+            &[16],
+            (0..16).map(|i| (i as f32 * 0.11).cos()).collect(),
+        )
+        .unwrap();
         s
     }
 
@@ -154,7 +175,12 @@ mod tests {
         let dev = Device::flex();
         let mut s = quad_store(&dev);
         let l0 = quad_loss(&s);
-        let opt = ZoSgd { lr: 0.01, mu: 1e-3, q: 1, weight_decay: 0.0 };
+        let opt = ZoSgd {
+            lr: 0.01,
+            mu: 1e-3,
+            q: 1,
+            weight_decay: 0.0,
+        };
         for step in 0..400 {
             let r = opt.step(&mut s, 42, step, &mut quad_loss);
             assert_eq!(r.forward_passes, 2);
@@ -168,11 +194,19 @@ mod tests {
         let dev = Device::flex();
         let run = |seed: u64| {
             let mut s = quad_store(&dev);
-            let opt = ZoSgd { lr: 0.01, mu: 1e-3, q: 2, weight_decay: 0.1 };
+            let opt = ZoSgd {
+                lr: 0.01,
+                mu: 1e-3,
+                q: 2,
+                weight_decay: 0.1,
+            };
             for step in 0..20 {
                 opt.step(&mut s, seed, step, &mut quad_loss);
             }
-            s.params().iter().map(|p| p.tensor.to_data().try_into_vec::<f32>().unwrap()).collect::<Vec<_>>()
+            s.params()
+                .iter()
+                .map(|p| p.tensor.to_data().try_into_vec::<f32>().unwrap())
+                .collect::<Vec<_>>()
         };
         let a = run(5);
         let b = run(5);
@@ -188,7 +222,12 @@ mod tests {
         let dev = Device::flex();
         let mut s = quad_store(&dev);
         let before: Vec<Vec<f32>> = (0..2).map(|i| s.values(i)).collect();
-        let opt = ZoSgd { lr: 0.05, mu: 1e-2, q: 1, weight_decay: 0.0 };
+        let opt = ZoSgd {
+            lr: 0.05,
+            mu: 1e-2,
+            q: 1,
+            weight_decay: 0.0,
+        };
         let r = opt.step(&mut s, 9, 3, &mut quad_loss);
         let key = NoiseKey::for_step(9, 3, 0);
         for (i, p) in s.params().iter().enumerate() {
@@ -196,7 +235,13 @@ mod tests {
             let after = s.values(i);
             for j in 0..z.len() {
                 let want = before[i][j] - 0.05 * r.projected_grad[0] * z[j];
-                assert!((after[j] - want).abs() < 1e-5, "{} [{j}]: {} vs {}", p.name, after[j], want);
+                assert!(
+                    (after[j] - want).abs() < 1e-5,
+                    "{} [{j}]: {} vs {}",
+                    p.name,
+                    after[j],
+                    want
+                );
             }
         }
         // The projected gradient of a quadratic is the directional derivative ∇ℓ·z (exact for
@@ -209,7 +254,12 @@ mod tests {
                 dd += c * (before[i][j] - 1.0) * z[j];
             }
         }
-        assert!((r.projected_grad[0] - dd).abs() < 2e-2 * dd.abs().max(1.0), "g {} vs ∇ℓ·z {}", r.projected_grad[0], dd);
+        assert!(
+            (r.projected_grad[0] - dd).abs() < 2e-2 * dd.abs().max(1.0),
+            "g {} vs ∇ℓ·z {}",
+            r.projected_grad[0],
+            dd
+        );
     }
 
     #[test]
@@ -219,9 +269,19 @@ mod tests {
         let mut s1 = quad_store(&dev);
         let mut s2 = ParamStore::new(dev.clone());
         for p in s1.params().iter().rev() {
-            s2.insert(&p.name, &p.shape, p.tensor.to_data().try_into_vec::<f32>().unwrap()).unwrap();
+            s2.insert(
+                &p.name,
+                &p.shape,
+                p.tensor.to_data().try_into_vec::<f32>().unwrap(),
+            )
+            .unwrap();
         }
-        let opt = ZoSgd { lr: 0.01, mu: 1e-3, q: 1, weight_decay: 0.0 };
+        let opt = ZoSgd {
+            lr: 0.01,
+            mu: 1e-3,
+            q: 1,
+            weight_decay: 0.0,
+        };
         for step in 0..5 {
             opt.step(&mut s1, 1, step, &mut quad_loss);
             opt.step(&mut s2, 1, step, &mut quad_loss);
@@ -239,7 +299,12 @@ mod tests {
         let mut s = quad_store(&dev);
         s.set_trainable(|n| n == "a.weight");
         let frozen = s.values(1);
-        let opt = ZoSgd { lr: 0.01, mu: 1e-3, q: 1, weight_decay: 0.0 };
+        let opt = ZoSgd {
+            lr: 0.01,
+            mu: 1e-3,
+            q: 1,
+            weight_decay: 0.0,
+        };
         for step in 0..5 {
             opt.step(&mut s, 3, step, &mut quad_loss);
         }

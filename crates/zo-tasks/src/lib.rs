@@ -136,7 +136,13 @@ pub fn sample_test(mut pool: Vec<Example>, spec: &SplitSpec) -> Vec<Example> {
 /// # Panics
 /// If the lengths differ.
 pub fn accuracy(pred: &[usize], gold: &[usize]) -> f64 {
-    assert_eq!(pred.len(), gold.len(), "accuracy: {} predictions for {} labels", pred.len(), gold.len());
+    assert_eq!(
+        pred.len(),
+        gold.len(),
+        "accuracy: {} predictions for {} labels",
+        pred.len(),
+        gold.len()
+    );
     if pred.is_empty() {
         return 0.0;
     }
@@ -148,12 +154,23 @@ mod tests {
     use super::*;
 
     fn pool(n: usize) -> Vec<Example> {
-        (0..n).map(|i| Example { text: format!("t{i}"), text_pair: None, label: i % 2 }).collect()
+        (0..n)
+            .map(|i| Example {
+                text: format!("t{i}"),
+                text_pair: None,
+                label: i % 2,
+            })
+            .collect()
     }
 
     #[test]
     fn train_and_dev_are_disjoint_and_seeded() {
-        let spec = SplitSpec { num_train: 30, num_dev: 20, num_eval: 10, data_seed: 3 };
+        let spec = SplitSpec {
+            num_train: 30,
+            num_dev: 20,
+            num_eval: 10,
+            data_seed: 3,
+        };
         let (tr, dv) = sample_train_dev(pool(100), &spec);
         assert_eq!((tr.len(), dv.len()), (30, 20));
         for d in &dv {
@@ -161,13 +178,24 @@ mod tests {
         }
         let (tr2, dv2) = sample_train_dev(pool(100), &spec);
         assert_eq!((tr.clone(), dv.clone()), (tr2, dv2));
-        let (tr3, _) = sample_train_dev(pool(100), &SplitSpec { data_seed: 4, ..spec });
+        let (tr3, _) = sample_train_dev(
+            pool(100),
+            &SplitSpec {
+                data_seed: 4,
+                ..spec
+            },
+        );
         assert_ne!(tr, tr3);
     }
 
     #[test]
     fn oversized_requests_use_what_there_is() {
-        let spec = SplitSpec { num_train: 80, num_dev: 50, num_eval: 1000, data_seed: 0 };
+        let spec = SplitSpec {
+            num_train: 80,
+            num_dev: 50,
+            num_eval: 1000,
+            data_seed: 0,
+        };
         let (tr, dv) = sample_train_dev(pool(100), &spec);
         assert_eq!((tr.len(), dv.len()), (80, 20));
         assert_eq!(sample_test(pool(7), &spec).len(), 7);

@@ -12,7 +12,10 @@ use std::path::Path;
 /// [`TaskError::Io`] if unreadable; [`TaskError::Parse`] naming the line for a missing header,
 /// a line without a tab (e.g. a truncated file), or a label other than 0/1.
 pub fn read_tsv(path: &Path) -> Result<Vec<Example>, TaskError> {
-    let text = std::fs::read_to_string(path).map_err(|source| TaskError::Io { path: path.into(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| TaskError::Io {
+        path: path.into(),
+        source,
+    })?;
     let mut lines = text.lines().enumerate();
     match lines.next() {
         Some((_, h)) if h.starts_with("label\t") => {}
@@ -30,17 +33,29 @@ pub fn read_tsv(path: &Path) -> Result<Vec<Example>, TaskError> {
             continue;
         }
         let Some((a, b)) = line.split_once('\t') else {
-            return Err(TaskError::Parse { path: path.into(), line: i + 1, msg: "no tab separator (truncated file?)".into() });
+            return Err(TaskError::Parse {
+                path: path.into(),
+                line: i + 1,
+                msg: "no tab separator (truncated file?)".into(),
+            });
         };
         let (label, sentence) = (a, b);
         let label = match label.trim() {
             "0" => 0,
             "1" => 1,
             other => {
-                return Err(TaskError::Parse { path: path.into(), line: i + 1, msg: format!("label `{other}` is not 0 or 1") });
+                return Err(TaskError::Parse {
+                    path: path.into(),
+                    line: i + 1,
+                    msg: format!("label `{other}` is not 0 or 1"),
+                });
             }
         };
-        out.push(Example { text: sentence.trim().to_string(), text_pair: None, label });
+        out.push(Example {
+            text: sentence.trim().to_string(),
+            text_pair: None,
+            label,
+        });
     }
     Ok(out)
 }
@@ -97,7 +112,12 @@ mod tests {
 
     #[test]
     fn sampled_splits_have_requested_sizes() {
-        let spec = SplitSpec { num_train: 1000, num_dev: 500, num_eval: 1000, data_seed: 0 };
+        let spec = SplitSpec {
+            num_train: 1000,
+            num_dev: 500,
+            num_eval: 1000,
+            data_seed: 0,
+        };
         let t = load(&data(), &spec).unwrap();
         assert_eq!(t.counts(), (1000, 500, 872));
     }

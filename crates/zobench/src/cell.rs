@@ -37,20 +37,37 @@ fn tokenize(tok: &TextTokenizer, ex: &[Example], max_length: usize) -> anyhow::R
             rows.push(ids[..n].to_vec());
         }
     }
-    Ok(Split { rows, labels: ex.iter().map(|e| e.label).collect() })
+    Ok(Split {
+        rows,
+        labels: ex.iter().map(|e| e.label).collect(),
+    })
 }
 
 /// Accuracy of `model` with parameters `ps` on a split; batches sorted by length.
-fn evaluate(model: &SequenceClassifier, ps: &ParamStore, split: &Split, bs: usize, pad: i64) -> f64 {
+fn evaluate(
+    model: &SequenceClassifier,
+    ps: &ParamStore,
+    split: &Split,
+    bs: usize,
+    pad: i64,
+) -> f64 {
     let mut order: Vec<usize> = (0..split.rows.len()).collect();
     order.sort_by_key(|&i| split.rows[i].len());
     let mut correct = 0usize;
     for chunk in order.chunks(bs) {
         let rows: Vec<Vec<i64>> = chunk.iter().map(|&i| split.rows[i].clone()).collect();
         let pred = model.predict(ps, &EncodedBatch::from_rows(&rows, pad));
-        correct += chunk.iter().zip(pred).filter(|(i, p)| split.labels[**i] == *p).count();
+        correct += chunk
+            .iter()
+            .zip(pred)
+            .filter(|(i, p)| split.labels[**i] == *p)
+            .count();
     }
-    if order.is_empty() { 0.0 } else { correct as f64 / order.len() as f64 }
+    if order.is_empty() {
+        0.0
+    } else {
+        correct as f64 / order.len() as f64
+    }
 }
 
 fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
@@ -62,7 +79,14 @@ fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
 }
 
 /// A record for a cell that produced no result of its own (crash, timeout, OOM, bad input).
-pub fn failed_record(spec: &CellSpec, run_id: &str, status: CellStatus, error: String, wall_s: f64, started_at: String) -> RunRecord {
+pub fn failed_record(
+    spec: &CellSpec,
+    run_id: &str,
+    status: CellStatus,
+    error: String,
+    wall_s: f64,
+    started_at: String,
+) -> RunRecord {
     RunRecord {
         run_id: run_id.into(),
         sweep: spec.sweep.clone(),
@@ -110,7 +134,11 @@ pub fn failed_record(spec: &CellSpec, run_id: &str, status: CellStatus, error: S
 
 /// Gradient estimator of an optimizer name.
 pub fn estimator_name(optimizer: &str) -> &'static str {
-    if optimizer.starts_with("zo-") { "rge-two-sided" } else { "backprop" }
+    if optimizer.starts_with("zo-") {
+        "rge-two-sided"
+    } else {
+        "backprop"
+    }
 }
 
 /// Runs one cell and returns its record; the loss curve is written to `curve_path`
@@ -130,33 +158,62 @@ pub fn run_cell(spec: &CellSpec, run_id: &str, curve_path: &Path) -> anyhow::Res
     let (dir, tok_path) = registry::model_files(&src);
     let tok = TextTokenizer::from_file(&tok_path)?;
     let pad = i64::from(tok.pad_id());
-    let split_spec = SplitSpec { num_train: spec.num_train, num_dev: spec.num_dev, num_eval: spec.num_eval, data_seed: spec.data_seed };
+    let split_spec = SplitSpec {
+        num_train: spec.num_train,
+        num_dev: spec.num_dev,
+        num_eval: spec.num_eval,
+        data_seed: spec.data_seed,
+    };
     let data = zo_tasks::load_task(&spec.task, &spec.data_dir, &split_spec)?;
     let pooling = Pooling::parse(&spec.pooling).context("pooling")?;
-    let (model, mut store) = SequenceClassifier::load(&dir, data.num_labels(), pooling, spec.seed, &device)?;
+    let (model, mut store) =
+        SequenceClassifier::load(&dir, data.num_labels(), pooling, spec.seed, &device)?;
     match spec.scheme.as_str() {
         "ft" => store.set_trainable(|_| true),
         "head" => store.set_trainable(|n| HEAD_PARAMS.contains(&n)),
         other => anyhow::bail!("scheme `{other}` is not implemented"),
     }
     // Truncate to what the position table can hold.
-    let max_len = spec.max_length.min(model.encoder.config.max_position_embeddings);
+    let max_len = spec
+        .max_length
+        .min(model.encoder.config.max_position_embeddings);
     let train = tokenize(&tok, &data.train, max_len)?;
     let dev = tokenize(&tok, &data.dev, max_len)?;
     let test = tokenize(&tok, &data.test, max_len)?;
-    anyhow::ensure!(!train.rows.is_empty(), "task `{}` has no training examples", spec.task);
-    tracing::info!(run_id, train = train.rows.len(), dev = dev.rows.len(), test = test.rows.len(), trainable = store.num_trainable(), "cell loaded");
+    anyhow::ensure!(
+        !train.rows.is_empty(),
+        "task `{}` has no training examples",
+        spec.task
+    );
+    tracing::info!(
+        run_id,
+        train = train.rows.len(),
+        dev = dev.rows.len(),
+        test = test.rows.len(),
+        trainable = store.num_trainable(),
+        "cell loaded"
+    );
 
     let ebs = spec.eval_batch_size;
     let zero_shot_acc = evaluate(&model, &store, &test, ebs, pad);
     let mut best_dev = evaluate(&model, &store, &dev, ebs, pad);
     let mut best_step = 0usize;
-    let trainable_ids: Vec<usize> = (0..store.params().len()).filter(|&i| store.param(i).trainable).collect();
-    let snapshot = |s: &ParamStore| -> Vec<Tensor<1>> { trainable_ids.iter().map(|&i| s.param(i).tensor.clone().inner()).collect() };
+    let trainable_ids: Vec<usize> = (0..store.params().len())
+        .filter(|&i| store.param(i).trainable)
+        .collect();
+    let snapshot = |s: &ParamStore| -> Vec<Tensor<1>> {
+        trainable_ids
+            .iter()
+            .map(|&i| s.param(i).tensor.clone().inner())
+            .collect()
+    };
     let mut best_params = snapshot(&store);
     tracing::info!(zero_shot_acc, dev_acc = best_dev, "step 0");
 
-    let mut curve_file = std::io::BufWriter::new(std::fs::File::create(curve_path).with_context(|| format!("creating {}", curve_path.display()))?);
+    let mut curve_file = std::io::BufWriter::new(
+        std::fs::File::create(curve_path)
+            .with_context(|| format!("creating {}", curve_path.display()))?,
+    );
     let zo = spec.optimizer.starts_with("zo-");
     let (zo_opt, fo_opt) = match spec.optimizer.as_str() {
         "zo-sgd" => (
@@ -168,13 +225,23 @@ pub fn run_cell(spec: &CellSpec, run_id: &str, curve_path: &Path) -> anyhow::Res
             }),
             None,
         ),
-        "fo-sgd" => (None, Some(FoSgd { lr: spec.hparams.lr, weight_decay: spec.hparams.weight_decay })),
+        "fo-sgd" => (
+            None,
+            Some(FoSgd {
+                lr: spec.hparams.lr,
+                weight_decay: spec.hparams.weight_decay,
+            }),
+        ),
         other => anyhow::bail!("optimizer `{other}` is not implemented"),
     };
     if !zo {
         store.enable_grad();
     }
-    let fpps: u64 = if zo { 2 * spec.hparams.q.unwrap_or(1) as u64 } else { 1 };
+    let fpps: u64 = if zo {
+        2 * spec.hparams.q.unwrap_or(1) as u64
+    } else {
+        1
+    };
 
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(spec.seed ^ 0xBA7C_4E5);
     let mut perm: Vec<usize> = (0..train.rows.len()).collect();
@@ -200,18 +267,28 @@ pub fn run_cell(spec: &CellSpec, run_id: &str, curve_path: &Path) -> anyhow::Res
         let batch = EncodedBatch::from_rows(&rows, pad);
         let t0 = Instant::now();
         let loss = if let Some(opt) = &zo_opt {
-            let rep = opt.step(&mut store, spec.seed, step as u64, &mut |ps: &ParamStore| {
-                model.loss(ps, &batch, &labels).into_scalar::<f32>()
-            });
+            let rep = opt.step(
+                &mut store,
+                spec.seed,
+                step as u64,
+                &mut |ps: &ParamStore| model.loss(ps, &batch, &labels).into_scalar::<f32>(),
+            );
             rep.loss()
         } else {
             let opt = fo_opt.as_ref().expect("fo optimizer");
-            opt.step(&mut store, &mut |ps: &ParamStore| model.loss(ps, &batch, &labels))
+            opt.step(&mut store, &mut |ps: &ParamStore| {
+                model.loss(ps, &batch, &labels)
+            })
         };
         step_times.push(t0.elapsed().as_secs_f64());
         forward_passes += fpps;
         last_loss = Some(loss as f64);
-        let mut point = CurvePoint { step, train_loss: loss as f64, forward_passes, dev_acc: None };
+        let mut point = CurvePoint {
+            step,
+            train_loss: loss as f64,
+            forward_passes,
+            dev_acc: None,
+        };
         if !loss.is_finite() {
             status = CellStatus::Diverged;
             error = Some(format!("training loss became {loss} at step {step}"));

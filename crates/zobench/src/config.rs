@@ -20,6 +20,7 @@
 //! mu = [1e-3]
 //! [optimizer.zo-sgd.scheme.head]   # per-scheme override of any axis
 //! lr = [1e-2]
+//! steps = [600]                    # `steps` may be overridden per optimizer / scheme
 //! ```
 //!
 //! Unknown keys are errors (with "did you mean" suggestions); so are unknown axis values.
@@ -86,7 +87,9 @@ fn d_backend() -> String {
     "flex".into()
 }
 fn d_threads() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 fn d_data_dir() -> PathBuf {
     registry::project_root().join("data")
@@ -147,6 +150,9 @@ pub struct OptimizerAxes {
     pub q: Option<Vec<usize>>,
     /// Weight decays λ.
     pub weight_decay: Option<Vec<f64>>,
+    /// Training steps (overrides `settings.steps`; ZO methods usually need more steps than
+    /// first-order ones for the same progress).
+    pub steps: Option<Vec<usize>>,
     /// Per-scheme overrides (key: scheme name).
     #[serde(default)]
     pub scheme: BTreeMap<String, OptimizerAxes>,
@@ -222,9 +228,18 @@ impl CellSpec {
     }
 }
 
-fn check_values(file: &Path, key: &str, values: &[String], valid: &[&str]) -> Result<(), UserError> {
+fn check_values(
+    file: &Path,
+    key: &str,
+    values: &[String],
+    valid: &[&str],
+) -> Result<(), UserError> {
     if values.is_empty() {
-        return Err(UserError::new(format!("{}: `{key}` is empty; give at least one of: {}", file.display(), valid.join(", "))));
+        return Err(UserError::new(format!(
+            "{}: `{key}` is empty; give at least one of: {}",
+            file.display(),
+            valid.join(", ")
+        )));
     }
     for v in values {
         if !valid.contains(&v.as_str()) {
@@ -250,6 +265,31 @@ fn default_axes(optimizer: &str, scheme: &str) -> (Vec<f64>, Vec<f64>, Vec<usize
     }
 }
 
+/// "`table.key`: " for the key assigned on 1-based `line` of a TOML text (empty if none).
+fn key_at(text: &str, line: usize) -> String {
+    let mut table = String::new();
+    for (i, l) in text.lines().enumerate() {
+        let t = l.trim();
+        if t.starts_with('[') {
+            table = t.trim_matches(|c| c == '[' || c == ']').to_string();
+        }
+        if i + 1 == line {
+            return match t.split_once('=') {
+                Some((k, _)) if !t.starts_with('[') => {
+                    let k = k.trim();
+                    if table.is_empty() {
+                        format!("`{k}`: ")
+                    } else {
+                        format!("`{table}.{k}`: ")
+                    }
+                }
+                _ => String::new(),
+            };
+        }
+    }
+    String::new()
+}
+
 impl SweepConfig {
     /// Reads and validates a config file.
     ///
@@ -263,15 +303,30 @@ impl SweepConfig {
             let mut msg = format!("{}: {}", path.display(), e.message());
             if let Some(span) = e.span() {
                 let line = text[..span.start].matches('\n').count() + 1;
-                let col = span.start - text[..span.start].rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
-                msg = format!("{}:{line}:{col}: {}", path.display(), e.message());
+                let col =
+                    span.start - text[..span.start].rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+                msg = format!(
+                    "{}:{line}:{col}: {}{}",
+                    path.display(),
+                    key_at(&text, line),
+                    e.message()
+                );
             }
-            if let Some(field) = e.message().strip_prefix("unknown field `").and_then(|s| s.split('`').next()) {
+            if let Some(field) = e
+                .message()
+                .strip_prefix("unknown field `")
+                .and_then(|s| s.split('`').next())
+            {
                 let valid: Vec<String> = e
                     .message()
                     .split("expected ")
                     .nth(1)
-                    .map(|s| s.split(['`', ',', ' ']).filter(|w| !w.is_empty() && *w != "one" && *w != "of" && *w != "or").map(String::from).collect())
+                    .map(|s| {
+                        s.split(['`', ',', ' '])
+                            .filter(|w| !w.is_empty() && *w != "one" && *w != "of" && *w != "or")
+                            .map(String::from)
+                            .collect()
+                    })
                     .unwrap_or_default();
                 let refs: Vec<&str> = valid.iter().map(String::as_str).collect();
                 msg.push_str(&did_you_mean(field, &refs));
@@ -290,26 +345,57 @@ impl SweepConfig {
     fn validate(&self, file: &Path) -> Result<(), UserError> {
         let g = &self.grid;
         if self.name.is_empty() || self.name.contains(['/', '\\']) || self.name.starts_with('.') {
-            return Err(UserError::new(format!("{}: `name` must be a plain folder name, got `{}`", file.display(), self.name)));
+            return Err(UserError::new(format!(
+                "{}: `name` must be a plain folder name, got `{}`",
+                file.display(),
+                self.name
+            )));
         }
         for m in &g.model {
-            registry::resolve_name(m).map_err(|e| UserError::new(format!("{}: `grid.model`: {e}", file.display())))?;
+            registry::resolve_name(m)
+                .map_err(|e| UserError::new(format!("{}: `grid.model`: {e}", file.display())))?;
         }
         if g.model.is_empty() {
-            return Err(UserError::new(format!("{}: `grid.model` is empty", file.display())));
+            return Err(UserError::new(format!(
+                "{}: `grid.model` is empty",
+                file.display()
+            )));
         }
         check_values(file, "grid.task", &g.task, zo_tasks::TASKS)?;
         check_values(file, "grid.scheme", &g.scheme, SCHEMES)?;
         check_values(file, "grid.optimizer", &g.optimizer, OPTIMIZERS)?;
         if g.seed.is_empty() {
-            return Err(UserError::new(format!("{}: `grid.seed` is empty", file.display())));
+            return Err(UserError::new(format!(
+                "{}: `grid.seed` is empty",
+                file.display()
+            )));
         }
-        check_values(file, "settings.backend", std::slice::from_ref(&self.settings.backend), BACKENDS)?;
-        check_values(file, "settings.pooling", std::slice::from_ref(&self.settings.pooling), POOLINGS)?;
+        check_values(
+            file,
+            "settings.backend",
+            std::slice::from_ref(&self.settings.backend),
+            BACKENDS,
+        )?;
+        check_values(
+            file,
+            "settings.pooling",
+            std::slice::from_ref(&self.settings.pooling),
+            POOLINGS,
+        )?;
         let s = &self.settings;
-        for (k, v) in [("steps", s.steps), ("batch_size", s.batch_size), ("eval_every", s.eval_every), ("threads", s.threads), ("eval_batch_size", s.eval_batch_size), ("max_length", s.max_length)] {
+        for (k, v) in [
+            ("steps", s.steps),
+            ("batch_size", s.batch_size),
+            ("eval_every", s.eval_every),
+            ("threads", s.threads),
+            ("eval_batch_size", s.eval_batch_size),
+            ("max_length", s.max_length),
+        ] {
             if v == 0 {
-                return Err(UserError::new(format!("{}: `settings.{k}` must be at least 1", file.display())));
+                return Err(UserError::new(format!(
+                    "{}: `settings.{k}` must be at least 1",
+                    file.display()
+                )));
             }
         }
         for (name, axes) in &self.optimizer {
@@ -322,7 +408,12 @@ impl SweepConfig {
                 )));
             }
             for sch in axes.scheme.keys() {
-                check_values(file, &format!("optimizer.{name}.scheme"), std::slice::from_ref(sch), SCHEMES)?;
+                check_values(
+                    file,
+                    &format!("optimizer.{name}.scheme"),
+                    std::slice::from_ref(sch),
+                    SCHEMES,
+                )?;
             }
             if name.starts_with("fo-") && (axes.mu.is_some() || axes.q.is_some()) {
                 return Err(UserError::new(format!(
@@ -344,6 +435,18 @@ impl SweepConfig {
             check_pos("lr", &axes.lr)?;
             check_pos("mu", &axes.mu)?;
             check_pos("weight_decay", &axes.weight_decay)?;
+            for sub in std::iter::once(axes).chain(axes.scheme.values()) {
+                if sub
+                    .steps
+                    .as_ref()
+                    .is_some_and(|v| v.is_empty() || v.contains(&0))
+                {
+                    return Err(UserError::new(format!(
+                        "{}: `optimizer.{name}.steps` must be a non-empty list of positive step counts",
+                        file.display()
+                    )));
+                }
+            }
         }
         Ok(())
     }
@@ -363,37 +466,63 @@ impl SweepConfig {
                         let (dlr, dmu, dq) = default_axes(opt, scheme);
                         let zo = opt.starts_with("zo-");
                         let lrs = over.lr.or(base.lr).unwrap_or(dlr);
-                        let mus: Vec<Option<f64>> = if zo { over.mu.or(base.mu).unwrap_or(dmu).into_iter().map(Some).collect() } else { vec![None] };
-                        let qs: Vec<Option<usize>> = if zo { over.q.or(base.q).unwrap_or(dq).into_iter().map(Some).collect() } else { vec![None] };
+                        let mus: Vec<Option<f64>> = if zo {
+                            over.mu
+                                .or(base.mu)
+                                .unwrap_or(dmu)
+                                .into_iter()
+                                .map(Some)
+                                .collect()
+                        } else {
+                            vec![None]
+                        };
+                        let qs: Vec<Option<usize>> = if zo {
+                            over.q
+                                .or(base.q)
+                                .unwrap_or(dq)
+                                .into_iter()
+                                .map(Some)
+                                .collect()
+                        } else {
+                            vec![None]
+                        };
                         let wds = over.weight_decay.or(base.weight_decay).unwrap_or(vec![0.0]);
-                        for &lr in &lrs {
-                            for &mu in &mus {
-                                for &q in &qs {
-                                    for &wd in &wds {
-                                        for &seed in &g.seed {
-                                            cells.push(CellSpec {
-                                                sweep: self.name.clone(),
-                                                model: model.clone(),
-                                                task: task.clone(),
-                                                scheme: scheme.clone(),
-                                                optimizer: opt.clone(),
-                                                hparams: HParams { lr, mu, q, weight_decay: wd },
-                                                seed,
-                                                data_seed: s.data_seed,
-                                                steps: s.steps,
-                                                batch_size: s.batch_size,
-                                                eval_every: s.eval_every,
-                                                num_train: s.num_train,
-                                                num_dev: s.num_dev,
-                                                num_eval: s.num_eval,
-                                                eval_batch_size: s.eval_batch_size,
-                                                max_length: s.max_length,
-                                                pooling: s.pooling.clone(),
-                                                backend: s.backend.clone(),
-                                                threads: s.threads,
-                                                timeout_s: s.timeout_s,
-                                                data_dir: s.data_dir.clone(),
-                                            });
+                        let steps_axis = over.steps.or(base.steps).unwrap_or(vec![s.steps]);
+                        for &steps in &steps_axis {
+                            for &lr in &lrs {
+                                for &mu in &mus {
+                                    for &q in &qs {
+                                        for &wd in &wds {
+                                            for &seed in &g.seed {
+                                                cells.push(CellSpec {
+                                                    sweep: self.name.clone(),
+                                                    model: model.clone(),
+                                                    task: task.clone(),
+                                                    scheme: scheme.clone(),
+                                                    optimizer: opt.clone(),
+                                                    hparams: HParams {
+                                                        lr,
+                                                        mu,
+                                                        q,
+                                                        weight_decay: wd,
+                                                    },
+                                                    seed,
+                                                    data_seed: s.data_seed,
+                                                    steps,
+                                                    batch_size: s.batch_size,
+                                                    eval_every: s.eval_every,
+                                                    num_train: s.num_train,
+                                                    num_dev: s.num_dev,
+                                                    num_eval: s.num_eval,
+                                                    eval_batch_size: s.eval_batch_size,
+                                                    max_length: s.max_length,
+                                                    pooling: s.pooling.clone(),
+                                                    backend: s.backend.clone(),
+                                                    threads: s.threads,
+                                                    timeout_s: s.timeout_s,
+                                                    data_dir: s.data_dir.clone(),
+                                                });
+                                            }
                                         }
                                     }
                                 }
@@ -404,5 +533,106 @@ impl SweepConfig {
             }
         }
         cells
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(body: &str) -> Result<SweepConfig, UserError> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, body).unwrap();
+        SweepConfig::from_file(&p)
+    }
+
+    const BASE: &str = r#"name = "x"
+[grid]
+model = ["bert-tiny"]
+task = ["sst2"]
+scheme = ["ft", "head"]
+optimizer = ["zo-sgd", "fo-sgd"]
+seed = [0, 1]
+[settings]
+steps = 10
+batch_size = 4
+eval_every = 5
+num_train = 8
+num_dev = 8
+num_eval = 8
+[optimizer.zo-sgd]
+lr = [1e-5, 1e-6]
+mu = [1e-3]
+[optimizer.zo-sgd.scheme.head]
+lr = [1e-2]
+steps = [30]
+"#;
+
+    #[test]
+    fn expands_axes_with_per_scheme_overrides() {
+        let cells = parse(BASE).unwrap().expand();
+        // ft: zo 2 lr × 2 seeds + fo 1 × 2; head: zo 1 × 2 + fo 1 × 2.
+        assert_eq!(cells.len(), 4 + 2 + 2 + 2);
+        let zo_head: Vec<_> = cells
+            .iter()
+            .filter(|c| c.scheme == "head" && c.optimizer == "zo-sgd")
+            .collect();
+        assert!(
+            zo_head
+                .iter()
+                .all(|c| c.hparams.lr == 1e-2 && c.steps == 30 && c.hparams.mu == Some(1e-3))
+        );
+        let zo_ft: Vec<_> = cells
+            .iter()
+            .filter(|c| c.scheme == "ft" && c.optimizer == "zo-sgd")
+            .collect();
+        assert!(zo_ft.iter().all(|c| c.steps == 10));
+        let fo: Vec<_> = cells.iter().filter(|c| c.optimizer == "fo-sgd").collect();
+        assert!(
+            fo.iter()
+                .all(|c| c.hparams.mu.is_none() && c.hparams.q.is_none())
+        );
+        // Run ids are unique and stable.
+        let ids: std::collections::HashSet<_> = cells.iter().map(CellSpec::run_id).collect();
+        assert_eq!(ids.len(), cells.len());
+        assert_eq!(parse(BASE).unwrap().expand()[3].run_id(), cells[3].run_id());
+    }
+
+    #[test]
+    fn run_id_ignores_sweep_name_and_timeout_only() {
+        let c = parse(BASE).unwrap().expand().remove(0);
+        let mut d = c.clone();
+        d.sweep = "other".into();
+        d.timeout_s = Some(5.0);
+        assert_eq!(c.run_id(), d.run_id());
+        d.hparams.lr *= 2.0;
+        assert_ne!(c.run_id(), d.run_id());
+    }
+
+    #[test]
+    fn unknown_keys_and_names_are_explained() {
+        let e = parse(&BASE.replace("batch_size", "batch_sise"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("unknown field `batch_sise`") && e.contains("did you mean `batch_size`"),
+            "{e}"
+        );
+        let e = parse(&BASE.replace("[optimizer.zo-sgd]", "[optimizer.zo-adamw]"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("optimizer.zo-adamw") && e.contains("valid: zo-sgd, fo-sgd"),
+            "{e}"
+        );
+        let e = parse(&BASE.replace("scheme = [\"ft\", \"head\"]", "scheme = [\"lora\"]"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("grid.scheme") && e.contains("`lora`"), "{e}");
+        let e = parse(&BASE.replace("steps = [30]", "steps = [0]"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("steps"), "{e}");
     }
 }

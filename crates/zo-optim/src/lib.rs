@@ -23,6 +23,6 @@ pub mod params;
 pub mod zo;
 
 pub use fo::FoSgd;
-pub use noise::{NoiseKey, fill_gaussian};
+pub use noise::{NoiseKey, add_gaussian, fill_gaussian};
 pub use params::{Param, ParamStore, ParamStoreError};
 pub use zo::{ZoSgd, ZoStepReport};

@@ -17,9 +17,9 @@
 //! Every `z_i` is regenerated from its [`NoiseKey`] ([`crate::noise`]): no direction and no
 //! gradient buffer is ever held, only `q` (key, g) pairs. Forward passes per step: `2 q`.
 
-use crate::noise::{NoiseKey, gaussian_vec};
+use crate::noise::{NoiseKey, add_gaussian};
 use crate::params::ParamStore;
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::Tensor;
 
 /// ZO-SGD hyper-parameters (MeZO Algorithm 1).
 #[derive(Debug, Clone, PartialEq)]
@@ -56,13 +56,17 @@ impl ZoStepReport {
 }
 
 /// Adds `scale · z` (direction of `key`) to every trainable parameter, in place.
+///
+/// On a host backend (flex) a uniquely held parameter is taken out of its tensor without a
+/// copy, the noise is generated straight into it, and it is put back without a copy: one pass
+/// over memory and no direction buffer. A parameter whose buffer is shared (e.g. with a
+/// best-on-dev snapshot) is copied first, so the snapshot is never changed.
 pub fn perturb(store: &mut ParamStore, key: NoiseKey, scale: f32) {
     let device = store.device().clone();
     for p in store.params_mut().iter_mut().filter(|p| p.trainable) {
-        let n = p.numel();
-        let z = gaussian_vec(key, &p.name, n, scale);
-        let z = Tensor::<1>::from_data(TensorData::new(z, [n]), &device);
-        p.tensor.inplace(|t| t + z);
+        let mut data = p.tensor.extract().into_data().convert::<f32>();
+        add_gaussian(key, &p.name, 0, scale, data.as_mut_slice::<f32>().expect("f32 parameter"));
+        p.tensor = Tensor::<1>::from_data(data, &device);
     }
 }
 
@@ -135,6 +139,7 @@ impl ZoSgd {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::noise::gaussian_vec;
     use burn::tensor::Device;
 
     fn quad_store(device: &Device) -> ParamStore {

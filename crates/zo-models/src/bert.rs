@@ -66,6 +66,9 @@ pub struct BertConfig {
     /// Padding token id.
     #[serde(default)]
     pub pad_token_id: Option<i64>,
+    /// Position encoding; only HF's default `absolute` (a learned table) is implemented.
+    #[serde(default)]
+    pub position_embedding_type: Option<String>,
 }
 
 impl BertConfig {
@@ -97,6 +100,16 @@ impl BertConfig {
                     "hidden_size {} is not divisible by num_attention_heads {}",
                     cfg.hidden_size, cfg.num_attention_heads
                 ),
+            });
+        }
+        if let Some(p) = cfg
+            .position_embedding_type
+            .as_deref()
+            .filter(|p| *p != "absolute")
+        {
+            return Err(ModelError::Config {
+                path: path.into(),
+                msg: format!("position_embedding_type `{p}` is not supported (only `absolute`)"),
             });
         }
         if !matches!(

@@ -79,6 +79,7 @@ fn bert_tiny_matches_hf_float64_reference() {
         .unwrap();
     let mut want = vec![];
     floats(&r["pooler_output"], &mut want);
+    assert_eq!(got.len(), want.len());
     let err = got
         .iter()
         .zip(&want)

@@ -74,7 +74,14 @@ fn chunk_rng(key: NoiseKey, h: u64, chunk: u64) -> Xoshiro256PlusPlus {
 /// Applies `op(element, scale · z)` to every element of one chunk (`out.len() <= CHUNK`) of
 /// the direction, chunk index `chunk`.
 #[inline(always)]
-fn chunk_apply(key: NoiseKey, h: u64, chunk: u64, scale: f32, out: &mut [f32], op: impl Fn(&mut f32, f32)) {
+fn chunk_apply(
+    key: NoiseKey,
+    h: u64,
+    chunk: u64,
+    scale: f32,
+    out: &mut [f32],
+    op: impl Fn(&mut f32, f32),
+) {
     const INV_2_24: f32 = 1.0 / 16_777_216.0;
     let mut rng = chunk_rng(key, h, chunk);
     let mut pairs = out.chunks_exact_mut(2);
@@ -96,8 +103,18 @@ fn chunk_apply(key: NoiseKey, h: u64, chunk: u64, scale: f32, out: &mut [f32], o
     }
 }
 
-fn apply(key: NoiseKey, path: &str, start: usize, scale: f32, out: &mut [f32], op: impl Fn(&mut f32, f32) + Sync + Copy) {
-    assert!(start % CHUNK == 0, "noise: start {start} is not a multiple of {CHUNK}");
+fn apply(
+    key: NoiseKey,
+    path: &str,
+    start: usize,
+    scale: f32,
+    out: &mut [f32],
+    op: impl Fn(&mut f32, f32) + Sync + Copy,
+) {
+    assert!(
+        start % CHUNK == 0,
+        "noise: start {start} is not a multiple of {CHUNK}"
+    );
     let h = path_hash(path);
     let first = (start / CHUNK) as u64;
     out.par_chunks_mut(CHUNK)

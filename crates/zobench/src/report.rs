@@ -137,7 +137,8 @@ fn finite(x: Option<f64>) -> Option<f64> {
 ///
 /// One row per record, sorted by `model, task, scheme, optimizer, lr, seed`. Columns:
 /// `run_id, model, task, scheme, optimizer` (str), `lr` (f64), `mu` (f64, null for
-/// first-order optimizers), `seed` (u64), `status` (str), `zero_shot_acc, best_dev_acc,
+/// first-order optimizers), `seed` (u64), `status` (str), `steps` (u64), `majority_acc,
+/// zero_shot_acc, best_dev_acc,
 /// test_acc` (f64 in [0, 1]), `final_train_loss` (f64, nats), `trainable_params` (u64),
 /// `peak_mem_mib` (f64, `peak_mem_bytes / 2^20`), `time_per_step_s` (f64),
 /// `forward_passes_per_step` (f64), `total_forward_passes` (u64), `wall_s` (f64).
@@ -163,6 +164,11 @@ pub fn summary_frame(runs: &[RunRecord]) -> Result<DataFrame> {
             runs.iter().map(|r| r.seed).collect::<Vec<u64>>(),
         ),
         Column::new("status".into(), s(&|r| status_str(r.status).to_string())),
+        Column::new(
+            "steps".into(),
+            runs.iter().map(|r| r.steps as u64).collect::<Vec<u64>>(),
+        ),
+        Column::new("majority_acc".into(), of(&|r| r.majority_acc)),
         Column::new("zero_shot_acc".into(), of(&|r| r.zero_shot_acc)),
         Column::new("best_dev_acc".into(), of(&|r| r.best_dev_acc)),
         Column::new("test_acc".into(), of(&|r| r.test_acc)),
@@ -444,6 +450,48 @@ fn series_color(i: usize) -> RGBColor {
         RGBColor(23, 190, 207),
     ];
     COLORS[i % COLORS.len()]
+}
+
+/// Model selection on dev only (the test split is never used to choose): among the `ok`
+/// records of each (model, task, scheme, optimizer), groups the records by hyper-parameters
+/// and step count, and returns the records of the group with the highest mean
+/// `best_dev_acc` over seeds (ties: the first in record order).
+pub fn dev_selected(runs: &[RunRecord]) -> Vec<RunRecord> {
+    type Key = (String, String, String, String);
+    let mut groups: BTreeMap<Key, Vec<(String, Vec<&RunRecord>)>> = BTreeMap::new();
+    for r in runs
+        .iter()
+        .filter(|r| r.status == CellStatus::Ok && finite(r.best_dev_acc).is_some())
+    {
+        let key = (
+            r.model.clone(),
+            r.task.clone(),
+            r.scheme.clone(),
+            r.optimizer.clone(),
+        );
+        let setting = format!("{:?}|{}", r.hparams, r.steps);
+        let list = groups.entry(key).or_default();
+        match list.iter_mut().find(|(s, _)| *s == setting) {
+            Some((_, v)) => v.push(r),
+            None => list.push((setting, vec![r])),
+        }
+    }
+    let mut out = Vec::new();
+    for (_, settings) in groups {
+        let score = |v: &Vec<&RunRecord>| {
+            v.iter().filter_map(|r| finite(r.best_dev_acc)).sum::<f64>() / v.len() as f64
+        };
+        let mut best: Option<&Vec<&RunRecord>> = None;
+        for (_, v) in &settings {
+            if best.is_none_or(|b| score(v) > score(b)) {
+                best = Some(v);
+            }
+        }
+        if let Some(v) = best {
+            out.extend(v.iter().map(|r| (*r).clone()));
+        }
+    }
+    out
 }
 
 /// Cells with `status == ok`.
@@ -921,8 +969,27 @@ impl Plot for AccVsMemory {
 /// (missing or unreadable curves are skipped). Only `status == ok` cells are plotted; the
 /// bar plot shows the mean over cells sharing `(scheme, optimizer)`. With no finished cell
 /// the plots are still written, each showing its title and "no finished cells (status = ok)".
-pub fn write_report(results_dir: &Path, reports_dir: &Path) -> Result<Vec<PathBuf>> {
-    let runs = read_runs(&results_dir.join("runs.jsonl"))?;
+///
+/// `only`: when given, only the records with these run ids (the current grid) are reported.
+/// A run id recorded more than once (a failed cell that was run again) is reported by its
+/// latest record. The summary tables list every cell; the bar and scatter plots show, for each
+/// (model, task, scheme, optimizer), the hyper-parameters chosen on dev ([`dev_selected`]).
+pub fn write_report(
+    results_dir: &Path,
+    reports_dir: &Path,
+    only: Option<&std::collections::HashSet<String>>,
+) -> Result<Vec<PathBuf>> {
+    let all = read_runs(&results_dir.join("runs.jsonl"))?;
+    let mut latest: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, r) in all.iter().enumerate() {
+        if only.is_none_or(|ids| ids.contains(&r.run_id)) {
+            latest.insert(r.run_id.clone(), i);
+        }
+    }
+    let mut keep: Vec<usize> = latest.into_values().collect();
+    keep.sort_unstable();
+    let runs: Vec<RunRecord> = keep.into_iter().map(|i| all[i].clone()).collect();
+    let selected = dev_selected(&runs);
     fs::create_dir_all(results_dir)
         .with_context(|| format!("creating {}", results_dir.display()))?;
     fs::create_dir_all(reports_dir)
@@ -952,7 +1019,7 @@ pub fn write_report(results_dir: &Path, reports_dir: &Path) -> Result<Vec<PathBu
     written.extend(render(
         reports_dir,
         PLOT_STEMS[0],
-        &AccByOptimizer::new(&runs),
+        &AccByOptimizer::new(&selected),
     )?);
     written.extend(render(
         reports_dir,
@@ -962,7 +1029,7 @@ pub fn write_report(results_dir: &Path, reports_dir: &Path) -> Result<Vec<PathBu
     written.extend(render(
         reports_dir,
         PLOT_STEMS[2],
-        &AccVsMemory::new(&runs),
+        &AccVsMemory::new(&selected),
     )?);
     Ok(written)
 }
@@ -1005,6 +1072,7 @@ mod tests {
             batch_size: 8,
             status,
             error: (!ok).then(|| "boom | with pipe".to_string()),
+            majority_acc: Some(0.5),
             zero_shot_acc: Some(0.5),
             best_dev_acc: ok.then_some(0.8),
             best_step: ok.then_some(10),
@@ -1086,7 +1154,7 @@ mod tests {
         }
         // r3 has no curve file (skipped); r5 failed.
 
-        let written = write_report(&results, &reports).unwrap();
+        let written = write_report(&results, &reports, None).unwrap();
         assert_eq!(written.len(), 3 + 2 * PLOT_STEMS.len());
         for p in &written {
             assert!(
@@ -1110,13 +1178,15 @@ mod tests {
         let mut lines = csv.lines();
         let header = lines.next().unwrap();
         assert!(header.split(',').any(|c| c == "test_acc"), "{header}");
-        assert!(header.starts_with("run_id,model,task,scheme,optimizer,lr,mu,seed,status"));
+        assert!(header.starts_with(
+            "run_id,model,task,scheme,optimizer,lr,mu,seed,status,steps,majority_acc,zero_shot_acc"
+        ));
         assert_eq!(lines.count(), runs.len());
 
         let f = fs::File::open(results.join("summary.parquet")).unwrap();
         let df = ParquetReader::new(f).finish().unwrap();
         assert_eq!(df.height(), runs.len());
-        assert_eq!(df.width(), 19);
+        assert_eq!(df.width(), 21);
         // Sorted by model, task, scheme, optimizer, lr, seed.
         let ids: Vec<&str> = df
             .column("run_id")
@@ -1160,7 +1230,7 @@ mod tests {
             &results.join("runs.jsonl"),
             &[record("f1", "ft", "zo-sgd", 1e-3, 0, CellStatus::Failed)],
         );
-        let written = write_report(&results, &reports).unwrap();
+        let written = write_report(&results, &reports, None).unwrap();
         assert_eq!(written.len(), 9);
         assert_plots(&reports);
 
@@ -1178,13 +1248,13 @@ mod tests {
         // serde_json writes NaN as null, which does not parse as f64: that line is the last
         // one, so it is skipped with a warning.
         write_lines(&results.join("curves/s1.jsonl"), &c);
-        write_report(&results, &reports).unwrap();
+        write_report(&results, &reports, None).unwrap();
         assert_plots(&reports);
 
         // Empty runs.jsonl.
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("runs.jsonl"), "").unwrap();
-        let written = write_report(dir.path(), &dir.path().join("rep")).unwrap();
+        let written = write_report(dir.path(), &dir.path().join("rep"), None).unwrap();
         assert_eq!(written.len(), 9);
         let md = fs::read_to_string(dir.path().join("summary.md")).unwrap();
         assert_eq!(md.lines().count(), 2);

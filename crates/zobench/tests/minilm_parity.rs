@@ -90,6 +90,7 @@ fn minilm_fetch_tokenize_and_forward_match_reference() {
         .unwrap();
     let mut want = vec![];
     flat(&r["mean_pooled"], &mut want);
+    assert_eq!(pooled.len(), want.len());
     let err = pooled
         .iter()
         .zip(&want)

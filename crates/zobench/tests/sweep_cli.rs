@@ -50,7 +50,7 @@ fn smoke_sweep_writes_results_tables_plots_and_resumes() {
     assert_eq!(recs.len(), 4, "2 schemes x 2 optimizers");
     for r in &recs {
         assert_eq!(r["status"], "ok", "{r}");
-        for k in ["zero_shot_acc", "best_dev_acc", "test_acc"] {
+        for k in ["majority_acc", "zero_shot_acc", "best_dev_acc", "test_acc"] {
             let a = r[k].as_f64().unwrap();
             assert!((0.0..=1.0).contains(&a), "{k} = {a}");
         }
@@ -73,7 +73,11 @@ fn smoke_sweep_writes_results_tables_plots_and_resumes() {
                 "head = classifier.weight [2, 32] + bias [2]"
             );
         } else {
-            assert_eq!(trainable, r["total_params"].as_u64().unwrap());
+            // ft = everything the loss depends on: all but the pooler (mean pooling).
+            assert_eq!(
+                trainable,
+                r["total_params"].as_u64().unwrap() - (32 * 32 + 32)
+            );
         }
         assert!(r["git_commit"].as_str().unwrap().len() >= 7);
         // The curve has one line per step.
@@ -248,4 +252,112 @@ fn corrupt_checkpoint_exits_2_and_keeps_existing_results() {
         std::fs::read_to_string(out.join("runs.jsonl")).unwrap(),
         before
     );
+}
+
+#[test]
+fn missing_checkpoint_exits_2_naming_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("no-weights");
+    std::fs::create_dir_all(&model).unwrap();
+    let fx = root().join("fixtures/models/bert-tiny");
+    std::fs::copy(fx.join("config.json"), model.join("config.json")).unwrap();
+    std::fs::copy(
+        root().join("fixtures/tokenizers/bert-tiny/tokenizer.json"),
+        model.join("tokenizer.json"),
+    )
+    .unwrap();
+    let cfg = write_cfg(
+        tmp.path(),
+        &GOOD.replace("\"bert-tiny\"", &format!("{:?}", model.to_str().unwrap())),
+    );
+    let o = zobench(
+        &[
+            "sweep",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            tmp.path().join("r").to_str().unwrap(),
+        ],
+        tmp.path(),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("no-weights") && text(&o).contains("model.safetensors"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn a_failing_cell_is_recorded_the_sweep_goes_on_and_it_is_retried() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A folder whose config promises a wider model than its weights: it passes the sweep's
+    // up-front checks (valid JSON, valid safetensors) and fails inside its cell.
+    let model = tmp.path().join("shape-mismatch");
+    std::fs::create_dir_all(&model).unwrap();
+    let fx = root().join("fixtures/models/bert-tiny");
+    let cfg_json = std::fs::read_to_string(fx.join("config.json"))
+        .unwrap()
+        .replace("\"intermediate_size\": 64", "\"intermediate_size\": 96");
+    std::fs::write(model.join("config.json"), cfg_json).unwrap();
+    std::fs::copy(
+        fx.join("model.safetensors"),
+        model.join("model.safetensors"),
+    )
+    .unwrap();
+    std::fs::copy(
+        root().join("fixtures/tokenizers/bert-tiny/tokenizer.json"),
+        model.join("tokenizer.json"),
+    )
+    .unwrap();
+    let body = GOOD.replace(
+        r#"model = ["bert-tiny"]"#,
+        &format!("model = [{:?}, \"bert-tiny\"]", model.to_str().unwrap()),
+    );
+    let cfg = write_cfg(tmp.path(), &body);
+    let out = tmp.path().join("r");
+    let plots = tmp.path().join("p");
+    let args = [
+        "sweep",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--reports",
+        plots.to_str().unwrap(),
+    ];
+    let o = zobench(&args, tmp.path());
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "a failed cell makes the sweep exit 1: {}",
+        text(&o)
+    );
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(out.join("runs.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["status"], "failed");
+    let err = lines[0]["error"].as_str().unwrap();
+    assert!(
+        err.contains("intermediate.dense.weight") && err.contains("96"),
+        "{err}"
+    );
+    assert_eq!(lines[1]["status"], "ok");
+    assert!(
+        out.join("summary.csv").exists(),
+        "the report is written even when a cell failed"
+    );
+    // Run again: the failed cell is retried, the finished one is not.
+    let o = zobench(&args, tmp.path());
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(out.join("runs.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[2]["run_id"], lines[0]["run_id"]);
 }

@@ -47,6 +47,20 @@ impl Checkpoint {
     }
 }
 
+fn read(path: &Path) -> Result<Vec<u8>, ModelError> {
+    std::fs::read(path).map_err(|source| ModelError::Io {
+        path: path.into(),
+        source,
+    })
+}
+
+fn parse<'a>(path: &Path, bytes: &'a [u8]) -> Result<SafeTensors<'a>, ModelError> {
+    SafeTensors::deserialize(bytes).map_err(|e| ModelError::Corrupt {
+        path: path.into(),
+        msg: e.to_string(),
+    })
+}
+
 /// Loads every floating-point tensor of a `.safetensors` file (F32, F16, BF16, F64) as f32.
 /// Non-float tensors are listed in [`Checkpoint::skipped`], not an error.
 ///
@@ -54,14 +68,8 @@ impl Checkpoint {
 /// [`ModelError::Io`] if the file cannot be read, [`ModelError::Corrupt`] if it is not a valid
 /// safetensors file (truncated, bad header, data out of range).
 pub fn load_safetensors(path: &Path) -> Result<Checkpoint, ModelError> {
-    let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
-        path: path.into(),
-        source,
-    })?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| ModelError::Corrupt {
-        path: path.into(),
-        msg: e.to_string(),
-    })?;
+    let bytes = read(path)?;
+    let st = parse(path, &bytes)?;
     let mut tensors = BTreeMap::new();
     let mut skipped = Vec::new();
     for (name, view) in st.tensors() {
@@ -103,13 +111,7 @@ pub fn load_safetensors(path: &Path) -> Result<Checkpoint, ModelError> {
 /// # Errors
 /// [`ModelError::Io`] or [`ModelError::Corrupt`], naming the file.
 pub fn check_safetensors(path: &Path) -> Result<usize, ModelError> {
-    let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
-        path: path.into(),
-        source,
-    })?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| ModelError::Corrupt {
-        path: path.into(),
-        msg: e.to_string(),
-    })?;
+    let bytes = read(path)?;
+    let st = parse(path, &bytes)?;
     Ok(st.len())
 }

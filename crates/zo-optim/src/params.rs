@@ -234,21 +234,29 @@ impl ParamStore {
     }
 
     /// Replaces the trainable parameters with values read from `r`, in the layout of
-    /// [`ParamStore::write_trainable`]. The replaced tensors are plain (no autodiff).
+    /// [`ParamStore::write_trainable`]. The replaced tensors are plain (no autodiff). On an
+    /// error the trainable tensors are left unspecified (reload before use).
     ///
     /// # Errors
     /// I/O errors of `r`, including an early end of file.
     pub fn read_trainable(&mut self, r: &mut impl std::io::Read) -> std::io::Result<()> {
         let device = self.device.clone();
+        let mut buf = vec![0u8; 1 << 16];
         for p in self.params.iter_mut().filter(|p| p.trainable) {
+            // Free the old values first, and convert in 64 KiB pieces, so that reading holds
+            // one copy of the tensor at a time.
+            drop(p.tensor.extract());
             let n = p.shape.iter().product::<usize>();
-            let mut bytes = vec![0u8; n * 4];
-            r.read_exact(&mut bytes)?;
-            let values: Vec<f32> = bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
-            drop(bytes);
+            let mut values = Vec::with_capacity(n);
+            while values.len() < n {
+                let take = (n - values.len()).min(buf.len() / 4);
+                r.read_exact(&mut buf[..take * 4])?;
+                values.extend(
+                    buf[..take * 4]
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+                );
+            }
             p.tensor = Tensor::<1>::from_data(TensorData::new(values, [n]), &device);
         }
         Ok(())

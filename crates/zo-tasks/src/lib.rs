@@ -107,6 +107,17 @@ pub fn load_task(name: &str, data_dir: &Path, spec: &SplitSpec) -> Result<TaskDa
     }
 }
 
+/// The data files task `name` reads from `data_dir` (empty for an unknown task).
+pub fn task_files(name: &str, data_dir: &Path) -> Vec<PathBuf> {
+    match name {
+        "sst2" => vec![
+            data_dir.join("sst2/train.tsv"),
+            data_dir.join("sst2/dev.tsv"),
+        ],
+        _ => vec![],
+    }
+}
+
 /// Draws `num_train` then `num_dev` disjoint examples from `pool` after a seeded shuffle.
 /// Returns fewer when the pool is smaller (train first).
 pub fn sample_train_dev(mut pool: Vec<Example>, spec: &SplitSpec) -> (Vec<Example>, Vec<Example>) {

@@ -202,13 +202,16 @@ pub struct CellSpec {
     pub threads: usize,
     /// Wall-time limit (seconds; not part of the run id).
     pub timeout_s: Option<f64>,
-    /// Task data folder (not part of the run id).
+    /// Task data folder (not part of the run id: moving the project keeps its results).
     pub data_dir: PathBuf,
+    /// [`data_fingerprint`] of the task's files (part of the run id).
+    pub data_sha256: String,
 }
 
 impl CellSpec {
     /// The run id: the first 16 hex digits of the SHA-256 of the spec's JSON without the
-    /// fields that do not change results (`sweep`, `timeout_s`, `data_dir`).
+    /// fields that do not change results (`sweep`, `timeout_s`, `data_dir`; the data's
+    /// content is in `data_sha256`).
     pub fn run_id(&self) -> String {
         let mut key = self.clone();
         key.sweep.clear();
@@ -448,6 +451,14 @@ impl SweepConfig {
                 )));
             }
         }
+        if let Some(t) = s.timeout_s {
+            if !(t.is_finite() && t > 0.0) {
+                return Err(UserError::new(format!(
+                    "{}: `settings.timeout_s` must be a positive number of seconds, got {t}",
+                    file.display()
+                )));
+            }
+        }
         for (name, axes) in &self.optimizer {
             if !OPTIMIZERS.contains(&name.as_str()) {
                 return Err(UserError::new(format!(
@@ -482,6 +493,11 @@ impl SweepConfig {
         let g = &self.grid;
         let s = &self.settings;
         let mut cells = Vec::new();
+        let fingerprints: BTreeMap<&String, String> = g
+            .task
+            .iter()
+            .map(|t| (t, data_fingerprint(t, &s.data_dir)))
+            .collect();
         for model in &g.model {
             for task in &g.task {
                 for scheme in &g.scheme {
@@ -546,6 +562,7 @@ impl SweepConfig {
                                                     threads: s.threads,
                                                     timeout_s: s.timeout_s,
                                                     data_dir: s.data_dir.clone(),
+                                                    data_sha256: fingerprints[task].clone(),
                                                 });
                                             }
                                         }
@@ -557,8 +574,29 @@ impl SweepConfig {
                 }
             }
         }
+        // Identical cells (e.g. a repeated axis value) run once.
+        let mut seen = std::collections::HashSet::new();
+        cells.retain(|c| seen.insert(c.run_id()));
         cells
     }
+}
+
+/// SHA-256 (first 16 hex digits) of the contents of a task's data files, or `missing` when
+/// one cannot be read: part of the run id, so a changed data set is never mistaken for a
+/// finished cell.
+pub fn data_fingerprint(task: &str, data_dir: &Path) -> String {
+    let mut h = Sha256::new();
+    for f in zo_tasks::task_files(task, data_dir) {
+        match std::fs::read(&f) {
+            Ok(bytes) => h.update(&bytes),
+            Err(_) => return "missing".into(),
+        }
+    }
+    h.finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[cfg(test)]
@@ -633,6 +671,25 @@ steps = [30]
         assert_eq!(c.run_id(), d.run_id());
         d.hparams.lr *= 2.0;
         assert_ne!(c.run_id(), d.run_id());
+    }
+
+    #[test]
+    fn run_id_changes_with_the_data_and_duplicate_cells_collapse() {
+        let data = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(data.path().join("sst2")).unwrap();
+        let src = registry::project_root().join("data/sst2");
+        for f in ["train.tsv", "dev.tsv"] {
+            std::fs::copy(src.join(f), data.path().join("sst2").join(f)).unwrap();
+        }
+        let body = BASE.replace("[settings]\n", &format!("[settings]\ndata_dir = {:?}\n", data.path().to_str().unwrap()));
+        let a = parse(&body).unwrap().expand();
+        assert_eq!(a[0].run_id(), parse(&body).unwrap().expand()[0].run_id());
+        std::fs::write(data.path().join("sst2/dev.tsv"), "label\tsentence\n1\tfine .\n").unwrap();
+        let b = parse(&body).unwrap().expand();
+        assert_ne!(a[0].run_id(), b[0].run_id(), "changed data must not reuse finished cells");
+        // A repeated seed expands to the same cells once.
+        let twice = parse(&BASE.replace("seed = [0, 1]", "seed = [0, 0, 1]")).unwrap().expand();
+        assert_eq!(twice.len(), parse(BASE).unwrap().expand().len());
     }
 
     #[test]

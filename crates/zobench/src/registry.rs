@@ -125,6 +125,11 @@ pub fn resolve_name(name: &str) -> Result<ModelSource, String> {
             tokenizer: p.join("tokenizer.json"),
         });
     }
+    if name.contains('/') || name.starts_with('.') {
+        return Err(format!(
+            "model folder `{name}` does not exist (relative paths are relative to the working directory)"
+        ));
+    }
     Err(format!(
         "unknown model `{name}`{}; valid: {}, or a path to an HF folder",
         crate::error::did_you_mean(name, MODEL_NAMES),

@@ -21,7 +21,7 @@
 //! skipped.
 
 use crate::record::{CellStatus, CurvePoint, RunRecord};
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use polars::prelude::{
@@ -69,9 +69,10 @@ fn ensure_font() {
 // Reading
 // ---------------------------------------------------------------------------------------------
 
-/// Parses a JSON-lines file. Blank lines are ignored. A line that does not parse is skipped
-/// with a warning when it is the last non-blank line (a cell killed mid-append leaves a
-/// partial line); anywhere else it is an error naming the file and the 1-based line number.
+/// Parses a JSON-lines file. Blank lines are ignored. A last line without its newline that
+/// does not parse is skipped with a warning (a writer killed mid-append leaves such a partial
+/// line); any other line that does not parse is an error (exit code 2) naming the file and
+/// the 1-based line number.
 fn read_jsonl<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
     let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let lines: Vec<(usize, &str)> = text
@@ -83,7 +84,7 @@ fn read_jsonl<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
     for (k, &(idx, line)) in lines.iter().enumerate() {
         match serde_json::from_str::<T>(line) {
             Ok(v) => out.push(v),
-            Err(e) if k + 1 == lines.len() => {
+            Err(e) if k + 1 == lines.len() && !text.ends_with('\n') => {
                 tracing::warn!(
                     file = %path.display(),
                     line = idx + 1,
@@ -92,9 +93,13 @@ fn read_jsonl<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
                 );
             }
             Err(e) => {
-                return Err(anyhow!(e)).with_context(|| {
-                    format!("{}: line {}: invalid JSON record", path.display(), idx + 1)
-                });
+                return Err(crate::error::UserError::new(format!(
+                    "{}: line {}: invalid JSON record ({e}); fix or delete that line (a complete \
+                     line is never a partial write, so it is not skipped)",
+                    path.display(),
+                    idx + 1
+                ))
+                .into());
             }
         }
     }
@@ -1280,9 +1285,13 @@ mod tests {
         assert!(err.contains("line 2"), "{err}");
         assert!(err.contains("runs.jsonl"), "{err}");
 
-        // Blank lines are ignored, also after a partial line counted as "last".
-        fs::write(&path, format!("{a}\n\n{partial}\n\n")).unwrap();
-        assert_eq!(read_runs(&path).unwrap().len(), 1);
+        // Blank lines are ignored.
+        fs::write(&path, format!("{a}\n\n{b}\n\n")).unwrap();
+        assert_eq!(read_runs(&path).unwrap().len(), 2);
+        // A complete (newline-terminated) bad last line is not a partial write: an error.
+        fs::write(&path, format!("{a}\n{partial}\n")).unwrap();
+        let err = read_runs(&path).unwrap_err().to_string();
+        assert!(err.contains("line 2"), "{err}");
 
         let cpath = dir.path().join("c.jsonl");
         fs::write(&cpath, "{\"step\":1,\"train_loss\":0.5,\"forward_passes\":2,\"dev_acc\":null}\n{\"step\":2,\"tr").unwrap();

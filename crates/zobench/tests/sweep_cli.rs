@@ -196,21 +196,41 @@ fn bad_configs_exit_2_naming_file_key_and_choices() {
     }
 }
 
-#[test]
-fn corrupt_checkpoint_exits_2_and_keeps_existing_results() {
-    let tmp = tempfile::tempdir().unwrap();
-    // A local HF folder whose weights are truncated.
-    let model = tmp.path().join("broken-bert");
+/// A local HF folder `dir/name` made from the bert-tiny fixture: `config.json` passed through
+/// `edit_config`, `model.safetensors` passed through `edit_weights` (`None`: no weights file),
+/// and the fixture tokenizer.
+fn model_folder(
+    dir: &Path,
+    name: &str,
+    edit_config: impl Fn(String) -> String,
+    edit_weights: impl Fn(Vec<u8>) -> Option<Vec<u8>>,
+) -> PathBuf {
+    let model = dir.join(name);
     std::fs::create_dir_all(&model).unwrap();
     let fx = root().join("fixtures/models/bert-tiny");
-    std::fs::copy(fx.join("config.json"), model.join("config.json")).unwrap();
-    let w = std::fs::read(fx.join("model.safetensors")).unwrap();
-    std::fs::write(model.join("model.safetensors"), &w[..w.len() - 100]).unwrap();
+    let cfg = std::fs::read_to_string(fx.join("config.json")).unwrap();
+    std::fs::write(model.join("config.json"), edit_config(cfg)).unwrap();
+    if let Some(w) = edit_weights(std::fs::read(fx.join("model.safetensors")).unwrap()) {
+        std::fs::write(model.join("model.safetensors"), w).unwrap();
+    }
     std::fs::copy(
         root().join("fixtures/tokenizers/bert-tiny/tokenizer.json"),
         model.join("tokenizer.json"),
     )
     .unwrap();
+    model
+}
+
+#[test]
+fn corrupt_checkpoint_exits_2_and_keeps_existing_results() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A local HF folder whose weights are truncated.
+    let model = model_folder(
+        tmp.path(),
+        "broken-bert",
+        |c| c,
+        |w| Some(w[..w.len() - 100].to_vec()),
+    );
     let out = tmp.path().join("r");
     // First a good sweep into the same folder: its record must survive the failed one.
     let good = write_cfg(tmp.path(), GOOD);
@@ -257,15 +277,7 @@ fn corrupt_checkpoint_exits_2_and_keeps_existing_results() {
 #[test]
 fn missing_checkpoint_exits_2_naming_the_file() {
     let tmp = tempfile::tempdir().unwrap();
-    let model = tmp.path().join("no-weights");
-    std::fs::create_dir_all(&model).unwrap();
-    let fx = root().join("fixtures/models/bert-tiny");
-    std::fs::copy(fx.join("config.json"), model.join("config.json")).unwrap();
-    std::fs::copy(
-        root().join("fixtures/tokenizers/bert-tiny/tokenizer.json"),
-        model.join("tokenizer.json"),
-    )
-    .unwrap();
+    let model = model_folder(tmp.path(), "no-weights", |c| c, |_| None);
     let cfg = write_cfg(
         tmp.path(),
         &GOOD.replace("\"bert-tiny\"", &format!("{:?}", model.to_str().unwrap())),
@@ -291,23 +303,12 @@ fn missing_checkpoint_exits_2_naming_the_file() {
 #[test]
 fn a_checkpoint_that_does_not_match_its_config_stops_the_sweep_before_any_cell() {
     let tmp = tempfile::tempdir().unwrap();
-    let model = tmp.path().join("shape-mismatch");
-    std::fs::create_dir_all(&model).unwrap();
-    let fx = root().join("fixtures/models/bert-tiny");
-    let cfg_json = std::fs::read_to_string(fx.join("config.json"))
-        .unwrap()
-        .replace("\"intermediate_size\": 64", "\"intermediate_size\": 96");
-    std::fs::write(model.join("config.json"), cfg_json).unwrap();
-    std::fs::copy(
-        fx.join("model.safetensors"),
-        model.join("model.safetensors"),
-    )
-    .unwrap();
-    std::fs::copy(
-        root().join("fixtures/tokenizers/bert-tiny/tokenizer.json"),
-        model.join("tokenizer.json"),
-    )
-    .unwrap();
+    let model = model_folder(
+        tmp.path(),
+        "shape-mismatch",
+        |c| c.replace("\"intermediate_size\": 64", "\"intermediate_size\": 96"),
+        Some,
+    );
     let body = GOOD.replace(
         r#"model = ["bert-tiny"]"#,
         &format!("model = [\"bert-tiny\", {:?}]", model.to_str().unwrap()),

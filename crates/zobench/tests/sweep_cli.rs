@@ -16,6 +16,21 @@ fn zobench(args: &[&str], cwd: &Path) -> Output {
         .expect("run zobench")
 }
 
+/// `zobench sweep --config cfg --out out --reports <out>.reports`, run in the config's folder.
+fn sweep(cfg: &Path, out: &Path) -> Output {
+    let reports = out.with_extension("reports");
+    let args = [
+        "sweep",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--reports",
+        reports.to_str().unwrap(),
+    ];
+    zobench(&args, cfg.parent().unwrap())
+}
+
 fn text(o: &Output) -> String {
     format!(
         "{}{}",
@@ -174,16 +189,7 @@ fn bad_configs_exit_2_naming_file_key_and_choices() {
     ];
     for (what, body, needles) in cases {
         let cfg = write_cfg(tmp.path(), body);
-        let o = zobench(
-            &[
-                "sweep",
-                "--config",
-                cfg.to_str().unwrap(),
-                "--out",
-                tmp.path().join("r").to_str().unwrap(),
-            ],
-            tmp.path(),
-        );
+        let o = sweep(&cfg, &tmp.path().join("r"));
         assert_eq!(o.status.code(), Some(2), "{what}: {}", text(&o));
         let t = text(&o);
         assert!(
@@ -234,34 +240,14 @@ fn corrupt_checkpoint_exits_2_and_keeps_existing_results() {
     let out = tmp.path().join("r");
     // First a good sweep into the same folder: its record must survive the failed one.
     let good = write_cfg(tmp.path(), GOOD);
-    let o = zobench(
-        &[
-            "sweep",
-            "--config",
-            good.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--reports",
-            tmp.path().join("p").to_str().unwrap(),
-        ],
-        tmp.path(),
-    );
+    let o = sweep(&good, &out);
     assert!(o.status.success(), "{}", text(&o));
     let before = std::fs::read_to_string(out.join("runs.jsonl")).unwrap();
     assert_eq!(before.lines().count(), 1);
 
     let body = GOOD.replace("\"bert-tiny\"", &format!("{:?}", model.to_str().unwrap()));
     let cfg = write_cfg(tmp.path(), &body);
-    let o = zobench(
-        &[
-            "sweep",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        tmp.path(),
-    );
+    let o = sweep(&cfg, &out);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     let t = text(&o);
     assert!(
@@ -282,16 +268,7 @@ fn missing_checkpoint_exits_2_naming_the_file() {
         tmp.path(),
         &GOOD.replace("\"bert-tiny\"", &format!("{:?}", model.to_str().unwrap())),
     );
-    let o = zobench(
-        &[
-            "sweep",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--out",
-            tmp.path().join("r").to_str().unwrap(),
-        ],
-        tmp.path(),
-    );
+    let o = sweep(&cfg, &tmp.path().join("r"));
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(
         text(&o).contains("no-weights") && text(&o).contains("model.safetensors"),
@@ -315,16 +292,7 @@ fn a_checkpoint_that_does_not_match_its_config_stops_the_sweep_before_any_cell()
     );
     let cfg = write_cfg(tmp.path(), &body);
     let out = tmp.path().join("r");
-    let o = zobench(
-        &[
-            "sweep",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        tmp.path(),
-    );
+    let o = sweep(&cfg, &out);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     let t = text(&o);
     assert!(

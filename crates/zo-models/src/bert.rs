@@ -11,11 +11,18 @@
 //! pooler = tanh(W_p h[:, 0] + b_p)                                             [B, H]
 //! ```
 //! mask adds −1e9 to the scores of padding keys (`attention_mask = 0`); HF adds the f32
-//! minimum, which gives the same softmax.
+//! minimum, which gives the same softmax. The same encoder stack serves RoBERTa
+//! ([`crate::roberta`]) under the `roberta.` prefix with positions counted from the ids.
 
 use crate::error::ModelError;
 use crate::loader::Checkpoint;
-use burn::tensor::activation::{gelu, gelu_approximate, relu, softmax};
+use crate::model::{
+    Adapters, Block, KvCapture, LanguageModel, LinearInfo, ModelInfo, ModelInput, ModelKind,
+};
+use crate::nn::{
+    AttnShape, Lin, act, attention, attn_mask, cfg_token, check_act, embed, embed_host, layer_norm,
+    linear, prepare, put, strip_prompt,
+};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::Deserialize;
 use std::path::Path;
@@ -76,21 +83,40 @@ impl BertConfig {
     ///
     /// # Errors
     /// [`ModelError::Io`], [`ModelError::Config`] (bad JSON, missing key, H not divisible by
-    /// the head count), [`ModelError::Unsupported`] for another `model_type` or activation.
+    /// the head count), [`ModelError::Unsupported`] for another `model_type`,
+    /// [`ModelError::UnsupportedOption`] for an activation or position type not implemented.
     pub fn from_file(path: &Path) -> Result<Self, ModelError> {
         let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
             path: path.into(),
             source,
         })?;
-        let cfg: BertConfig = serde_json::from_str(&text).map_err(|e| ModelError::Config {
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| ModelError::Config {
             path: path.into(),
             msg: e.to_string(),
         })?;
-        if cfg.model_type != "bert" {
+        Self::from_value(&v, path, &["bert"])
+    }
+
+    /// Reads and checks an already parsed config whose `model_type` is one of `types`
+    /// (`bert`, or `roberta` for the RoBERTa encoder, which shares these keys).
+    ///
+    /// # Errors
+    /// As [`BertConfig::from_file`]; `path` is only named in the errors.
+    pub fn from_value(
+        v: &serde_json::Value,
+        path: &Path,
+        types: &[&str],
+    ) -> Result<Self, ModelError> {
+        let cfg: BertConfig =
+            serde_json::from_value(v.clone()).map_err(|e| ModelError::Config {
+                path: path.into(),
+                msg: e.to_string(),
+            })?;
+        if !types.contains(&cfg.model_type.as_str()) {
             return Err(ModelError::Unsupported {
                 path: path.into(),
                 model_type: cfg.model_type,
-                supported: "bert".into(),
+                supported: types.join(", "),
             });
         }
         if cfg.num_attention_heads == 0 || cfg.hidden_size % cfg.num_attention_heads != 0 {
@@ -107,45 +133,253 @@ impl BertConfig {
             .as_deref()
             .filter(|p| *p != "absolute")
         {
-            return Err(ModelError::Config {
+            return Err(ModelError::UnsupportedOption {
                 path: path.into(),
-                msg: format!("position_embedding_type `{p}` is not supported (only `absolute`)"),
+                key: "position_embedding_type".into(),
+                value: format!("\"{p}\""),
             });
         }
-        if !matches!(
-            cfg.hidden_act.as_str(),
-            "gelu" | "gelu_new" | "gelu_pytorch_tanh" | "relu"
-        ) {
-            return Err(ModelError::Config {
-                path: path.into(),
-                msg: format!(
-                    "hidden_act `{}` is not supported (gelu, gelu_new, gelu_pytorch_tanh, relu)",
-                    cfg.hidden_act
-                ),
-            });
-        }
+        check_act(&cfg.hidden_act, "hidden_act", path)?;
         Ok(cfg)
     }
 }
 
+/// Where the learned position rows come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PositionMode {
+    /// BERT: `arange(T)`.
+    Arange,
+    /// RoBERTa: non-pad tokens get `pad + 1, pad + 2, …` (counted from the input ids), pads
+    /// get `pad`.
+    FromIds(i64),
+}
+
 #[derive(Debug, Clone)]
-struct Layer {
-    q_w: usize,
-    q_b: usize,
-    k_w: usize,
-    k_b: usize,
-    v_w: usize,
-    v_b: usize,
-    o_w: usize,
-    o_b: usize,
-    ln1_w: usize,
-    ln1_b: usize,
-    i_w: usize,
-    i_b: usize,
-    out_w: usize,
-    out_b: usize,
-    ln2_w: usize,
-    ln2_b: usize,
+pub(crate) struct EncLayer {
+    q: Lin,
+    k: Lin,
+    v: Lin,
+    o: Lin,
+    ln1: (usize, usize),
+    inter: Lin,
+    out: Lin,
+    ln2: (usize, usize),
+}
+
+/// The BERT / RoBERTa encoder stack (embeddings + post-LN layers) under a name prefix
+/// (`""` for `BertModel`, `roberta.` for `RobertaForMaskedLM`).
+#[derive(Debug, Clone)]
+pub(crate) struct Encoder {
+    pub prefix: String,
+    pub hidden: usize,
+    pub heads: usize,
+    pub eps: f64,
+    pub act: String,
+    pub max_pos: usize,
+    pub positions: PositionMode,
+    pub word: usize,
+    pos: usize,
+    typ: usize,
+    emb_ln: (usize, usize),
+    layers: Vec<EncLayer>,
+}
+
+impl Encoder {
+    /// Moves `<prefix>embeddings.*` and `<prefix>encoder.layer.N.*` into the store.
+    pub(crate) fn load(
+        c: &BertConfig,
+        prefix: &str,
+        positions: PositionMode,
+        ckpt: &mut Checkpoint,
+        store: &mut ParamStore,
+        family: &str,
+    ) -> Result<Self, ModelError> {
+        let (h, v, ff) = (c.hidden_size, c.vocab_size, c.intermediate_size);
+        let mut put = |name: &str, shape: &[usize]| {
+            put(ckpt, store, &format!("{prefix}{name}"), shape, family)
+        };
+        let word = put("embeddings.word_embeddings.weight", &[v, h])?;
+        let pos = put(
+            "embeddings.position_embeddings.weight",
+            &[c.max_position_embeddings, h],
+        )?;
+        let typ = put(
+            "embeddings.token_type_embeddings.weight",
+            &[c.type_vocab_size, h],
+        )?;
+        let emb_ln = (
+            put("embeddings.LayerNorm.weight", &[h])?,
+            put("embeddings.LayerNorm.bias", &[h])?,
+        );
+        let mut layers = Vec::with_capacity(c.num_hidden_layers);
+        for l in 0..c.num_hidden_layers {
+            let p = format!("{prefix}encoder.layer.{l}.");
+            let mut lin = |s: &str, o: usize, i: usize| {
+                Lin::load(ckpt, store, &format!("{p}{s}"), o, i, true, false, family)
+            };
+            let q = lin("attention.self.query", h, h)?;
+            let k = lin("attention.self.key", h, h)?;
+            let vv = lin("attention.self.value", h, h)?;
+            let o = lin("attention.output.dense", h, h)?;
+            let inter = lin("intermediate.dense", ff, h)?;
+            let out = lin("output.dense", h, ff)?;
+            let mut put = |s: &str| super::nn::put(ckpt, store, &format!("{p}{s}"), &[h], family);
+            let ln1 = (
+                put("attention.output.LayerNorm.weight")?,
+                put("attention.output.LayerNorm.bias")?,
+            );
+            let ln2 = (
+                put("output.LayerNorm.weight")?,
+                put("output.LayerNorm.bias")?,
+            );
+            layers.push(EncLayer {
+                q,
+                k,
+                v: vv,
+                o,
+                ln1,
+                inter,
+                out,
+                ln2,
+            });
+        }
+        Ok(Self {
+            prefix: prefix.into(),
+            hidden: h,
+            heads: c.num_attention_heads,
+            eps: c.layer_norm_eps,
+            act: c.hidden_act.clone(),
+            max_pos: c.max_position_embeddings,
+            positions,
+            word,
+            pos,
+            typ,
+            emb_ln,
+            layers,
+        })
+    }
+
+    /// Encoder forward: `[B, T]` ids → `[B, T, H]` (prompt positions stripped).
+    pub(crate) fn forward(
+        &self,
+        ps: &ParamStore,
+        ad: &Adapters,
+        input_ids: &Tensor<2, Int>,
+        attention_mask: &Tensor<2, Int>,
+        token_type_ids: Option<&Tensor<2, Int>>,
+        mut capture: Option<&mut KvCapture>,
+    ) -> Tensor<3> {
+        let h = self.hidden;
+        let p = prepare(ps, ad, self.word, input_ids, attention_mask);
+        let (b, t) = (p.b, p.t);
+        let dev = ps.device().clone();
+        let rows: Vec<i64> = match self.positions {
+            PositionMode::Arange => (0..b).flat_map(|_| 0..t as i64).collect(),
+            PositionMode::FromIds(pad) => {
+                let mut out = Vec::with_capacity(b * t);
+                for r in 0..b {
+                    let mut c = 0;
+                    for &id in &p.ids[r * t..(r + 1) * t] {
+                        if id != pad {
+                            c += 1;
+                            out.push(pad + c);
+                        } else {
+                            out.push(pad);
+                        }
+                    }
+                }
+                out
+            }
+        };
+        let rows: Vec<i64> = rows
+            .into_iter()
+            .map(|r| r.clamp(0, self.max_pos as i64 - 1))
+            .collect();
+        let pos = embed_host(ps.t2(self.pos), &rows, b, t);
+        let types = match token_type_ids {
+            Some(tt) => {
+                let tt = if p.n_prompt > 0 {
+                    let z = Tensor::<2, Int>::zeros([b, p.n_prompt], &dev);
+                    Tensor::cat(vec![z, tt.clone()], 1)
+                } else {
+                    tt.clone()
+                };
+                embed(ps.t2(self.typ), tt)
+            }
+            None => ps.t2(self.typ).slice([0..1]).unsqueeze::<3>(),
+        };
+        let mut x = layer_norm(
+            ps,
+            p.x + pos + types,
+            Some(self.emb_ln.0),
+            Some(self.emb_ln.1),
+            self.eps,
+        );
+        let mask = attn_mask(&p.mask, b, t, ad.n_prefix, false, None, &dev);
+        let shape = AttnShape {
+            heads: self.heads,
+            kv_heads: self.heads,
+            head_dim: h / self.heads,
+            scale: 1.0 / ((h / self.heads) as f64).sqrt(),
+        };
+        for (li, l) in self.layers.iter().enumerate() {
+            let q = linear(ps, ad, &l.q, x.clone());
+            let k = linear(ps, ad, &l.k, x.clone());
+            let v = linear(ps, ad, &l.v, x.clone());
+            let ctx = attention(ps, ad, li, q, k, v, &mask, shape, &mut capture);
+            let a = linear(ps, ad, &l.o, ctx);
+            let x1 = layer_norm(ps, a + x, Some(l.ln1.0), Some(l.ln1.1), self.eps);
+            let m = act(&self.act, linear(ps, ad, &l.inter, x1.clone()));
+            let m = linear(ps, ad, &l.out, m);
+            x = layer_norm(ps, m + x1, Some(l.ln2.0), Some(l.ln2.1), self.eps);
+        }
+        strip_prompt(x, p.n_prompt)
+    }
+
+    /// `embeddings` and `layer.N` blocks.
+    pub(crate) fn blocks(&self) -> Vec<Block> {
+        let p = &self.prefix;
+        let mut out = vec![Block {
+            name: "embeddings".into(),
+            param_names: [
+                "word_embeddings.weight",
+                "position_embeddings.weight",
+                "token_type_embeddings.weight",
+                "LayerNorm.weight",
+                "LayerNorm.bias",
+            ]
+            .iter()
+            .map(|s| format!("{p}embeddings.{s}"))
+            .collect(),
+        }];
+        for (i, l) in self.layers.iter().enumerate() {
+            let mut names = Vec::new();
+            for lin in [&l.q, &l.k, &l.v, &l.o] {
+                lin.param_names(&mut names);
+            }
+            let lp = format!("{p}encoder.layer.{i}.");
+            names.push(format!("{lp}attention.output.LayerNorm.weight"));
+            names.push(format!("{lp}attention.output.LayerNorm.bias"));
+            l.inter.param_names(&mut names);
+            l.out.param_names(&mut names);
+            names.push(format!("{lp}output.LayerNorm.weight"));
+            names.push(format!("{lp}output.LayerNorm.bias"));
+            out.push(Block {
+                name: format!("layer.{i}"),
+                param_names: names,
+            });
+        }
+        out
+    }
+
+    /// All linear layers.
+    pub(crate) fn linears(&self) -> Vec<LinearInfo> {
+        self.layers
+            .iter()
+            .flat_map(|l| [&l.q, &l.k, &l.v, &l.o, &l.inter, &l.out])
+            .map(lin_info)
+            .collect()
+    }
 }
 
 /// A BERT encoder whose weights live in a [`ParamStore`] under HF `BertModel` names
@@ -154,13 +388,10 @@ struct Layer {
 pub struct BertModel {
     /// The config it was built from.
     pub config: BertConfig,
-    word: usize,
-    pos: usize,
-    typ: usize,
-    emb_ln_w: usize,
-    emb_ln_b: usize,
-    layers: Vec<Layer>,
-    pooler: Option<(usize, usize)>,
+    enc: Encoder,
+    pooler: Option<Lin>,
+    info: ModelInfo,
+    adapters: Adapters,
 }
 
 /// Outputs of [`BertModel::forward`].
@@ -170,21 +401,6 @@ pub struct BertOutput {
     pub last_hidden_state: Tensor<3>,
     /// `tanh(W_p h[:, 0] + b_p)`, `[B, H]`; `None` if the checkpoint has no pooler.
     pub pooler_output: Option<Tensor<2>>,
-}
-
-/// `x W^T + b` over the last dim: `x` `[B, T, in]`, `w` `[out, in]`, `b` `[out]` → `[B, T, out]`.
-pub(crate) fn linear3(x: Tensor<3>, w: Tensor<2>, b: Tensor<1>) -> Tensor<3> {
-    let [bs, t, i] = x.dims();
-    let out = w.dims()[0];
-    let y = x.reshape([bs * t, i]).matmul(w.transpose()) + b.unsqueeze::<2>();
-    y.reshape([bs, t, out])
-}
-
-/// LayerNorm over the last dim with biased variance: `(x − mean) / √(var + eps) · w + b`.
-pub(crate) fn layer_norm3(x: Tensor<3>, w: Tensor<1>, b: Tensor<1>, eps: f64) -> Tensor<3> {
-    let (var, mean) = x.clone().var_mean_bias(2);
-    let y = (x - mean) / (var + eps).sqrt();
-    y * w.unsqueeze::<3>() + b.unsqueeze::<3>()
 }
 
 impl BertModel {
@@ -210,77 +426,67 @@ impl BertModel {
             .contains_key("embeddings.word_embeddings.weight")
         {
             for k in prefixed {
-                let v = ckpt.tensors.remove(&k).unwrap();
+                let v = ckpt.tensors.remove(&k).expect("listed");
                 ckpt.tensors.insert(k["bert.".len()..].to_string(), v);
             }
         }
-        let c = &config;
-        let (h, v, ff) = (c.hidden_size, c.vocab_size, c.intermediate_size);
-        let has_pooler = ckpt.tensors.contains_key("pooler.dense.weight");
-        let mut put = |name: &str, shape: &[usize]| -> Result<usize, ModelError> {
-            let data = ckpt.take(name, shape, "bert")?;
-            Ok(store.insert(name, shape, data).expect("fresh name"))
-        };
-        let word = put("embeddings.word_embeddings.weight", &[v, h])?;
-        let pos = put(
-            "embeddings.position_embeddings.weight",
-            &[c.max_position_embeddings, h],
-        )?;
-        let typ = put(
-            "embeddings.token_type_embeddings.weight",
-            &[c.type_vocab_size, h],
-        )?;
-        let emb_ln_w = put("embeddings.LayerNorm.weight", &[h])?;
-        let emb_ln_b = put("embeddings.LayerNorm.bias", &[h])?;
-        let mut layers = Vec::with_capacity(c.num_hidden_layers);
-        for l in 0..c.num_hidden_layers {
-            let p = format!("encoder.layer.{l}.");
-            let mut g = |s: &str, shape: &[usize]| put(&format!("{p}{s}"), shape);
-            layers.push(Layer {
-                q_w: g("attention.self.query.weight", &[h, h])?,
-                q_b: g("attention.self.query.bias", &[h])?,
-                k_w: g("attention.self.key.weight", &[h, h])?,
-                k_b: g("attention.self.key.bias", &[h])?,
-                v_w: g("attention.self.value.weight", &[h, h])?,
-                v_b: g("attention.self.value.bias", &[h])?,
-                o_w: g("attention.output.dense.weight", &[h, h])?,
-                o_b: g("attention.output.dense.bias", &[h])?,
-                ln1_w: g("attention.output.LayerNorm.weight", &[h])?,
-                ln1_b: g("attention.output.LayerNorm.bias", &[h])?,
-                i_w: g("intermediate.dense.weight", &[ff, h])?,
-                i_b: g("intermediate.dense.bias", &[ff])?,
-                out_w: g("output.dense.weight", &[h, ff])?,
-                out_b: g("output.dense.bias", &[h])?,
-                ln2_w: g("output.LayerNorm.weight", &[h])?,
-                ln2_b: g("output.LayerNorm.bias", &[h])?,
-            });
-        }
-        let pooler = if has_pooler {
-            Some((
-                put("pooler.dense.weight", &[h, h])?,
-                put("pooler.dense.bias", &[h])?,
-            ))
+        let enc = Encoder::load(&config, "", PositionMode::Arange, ckpt, store, "bert")?;
+        let h = config.hidden_size;
+        let pooler = if ckpt.tensors.contains_key("pooler.dense.weight") {
+            Some(Lin::load(
+                ckpt,
+                store,
+                "pooler.dense",
+                h,
+                h,
+                true,
+                false,
+                "bert",
+            )?)
         } else {
             None
         };
+        let info = ModelInfo {
+            model_type: config.model_type.clone(),
+            kind: ModelKind::Encoder,
+            hidden_size: h,
+            embed_dim: h,
+            vocab_size: config.vocab_size,
+            num_layers: config.num_hidden_layers,
+            num_heads: config.num_attention_heads,
+            num_kv_heads: config.num_attention_heads,
+            head_dim: h / config.num_attention_heads,
+            max_positions: Some(config.max_position_embeddings),
+            pad_token_id: config.pad_token_id,
+            bos_token_id: None,
+            eos_token_id: None,
+            source: ckpt.path.clone(),
+        };
         Ok(Self {
             config,
-            word,
-            pos,
-            typ,
-            emb_ln_w,
-            emb_ln_b,
-            layers,
+            enc,
             pooler,
+            info,
+            adapters: Adapters::default(),
         })
     }
 
-    fn act(&self, x: Tensor<3>) -> Tensor<3> {
-        match self.config.hidden_act.as_str() {
-            "gelu" => gelu(x),
-            "relu" => relu(x),
-            _ => gelu_approximate(x),
-        }
+    /// Builds the model from a parsed `config.json` (`model_type` = `bert`).
+    ///
+    /// # Errors
+    /// As [`BertConfig::from_value`] and [`BertModel::from_checkpoint`].
+    pub fn from_value(
+        v: &serde_json::Value,
+        path: &Path,
+        ckpt: &mut Checkpoint,
+        store: &mut ParamStore,
+    ) -> Result<Self, ModelError> {
+        let config = BertConfig::from_value(v, path, &["bert"])?;
+        let mut m = Self::from_checkpoint(config, ckpt, store)?;
+        m.info.source = path.into();
+        m.info.bos_token_id = cfg_token(v, "bos_token_id");
+        m.info.eos_token_id = cfg_token(v, "eos_token_id");
+        Ok(m)
     }
 
     /// Encoder forward pass.
@@ -295,60 +501,81 @@ impl BertModel {
         attention_mask: Tensor<2, Int>,
         token_type_ids: Option<Tensor<2, Int>>,
     ) -> BertOutput {
-        let c = &self.config;
-        let [b, t] = input_ids.dims();
-        let h = c.hidden_size;
-        let device = ps.device().clone();
-        let words = ps
-            .t2(self.word)
-            .select(0, input_ids.reshape([b * t]))
-            .reshape([b, t, h]);
-        let pos = ps.t2(self.pos).slice([0..t]).unsqueeze::<3>();
-        let types = match token_type_ids {
-            Some(tt) => ps
-                .t2(self.typ)
-                .select(0, tt.reshape([b * t]))
-                .reshape([b, t, h]),
-            None => ps.t2(self.typ).slice([0..1]).unsqueeze::<3>(),
-        };
-        let mut x = layer_norm3(
-            words + pos + types,
-            ps.t1(self.emb_ln_w),
-            ps.t1(self.emb_ln_b),
-            c.layer_norm_eps,
+        let x = self.enc.forward(
+            ps,
+            &self.adapters,
+            &input_ids,
+            &attention_mask,
+            token_type_ids.as_ref(),
+            None,
         );
-        // Additive key mask [B, 1, 1, T].
-        let mask_bias = (attention_mask.float().neg() + 1.0)
-            .mul_scalar(-1e9f32)
-            .reshape([b, 1, 1, t]);
-        let nh = c.num_attention_heads;
-        let dh = h / nh;
-        let scale = 1.0 / (dh as f64).sqrt();
-        let heads = |y: Tensor<3>| y.reshape([b, t, nh, dh]).swap_dims(1, 2);
-        for l in &self.layers {
-            let q = heads(linear3(x.clone(), ps.t2(l.q_w), ps.t1(l.q_b)));
-            let k = heads(linear3(x.clone(), ps.t2(l.k_w), ps.t1(l.k_b)));
-            let v = heads(linear3(x.clone(), ps.t2(l.v_w), ps.t1(l.v_b)));
-            let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale) + mask_bias.clone();
-            let ctx = softmax(scores, 3)
-                .matmul(v)
-                .swap_dims(1, 2)
-                .reshape([b, t, h]);
-            let a = linear3(ctx, ps.t2(l.o_w), ps.t1(l.o_b));
-            let x1 = layer_norm3(a + x, ps.t1(l.ln1_w), ps.t1(l.ln1_b), c.layer_norm_eps);
-            let m = self.act(linear3(x1.clone(), ps.t2(l.i_w), ps.t1(l.i_b)));
-            let m = linear3(m, ps.t2(l.out_w), ps.t1(l.out_b));
-            x = layer_norm3(m + x1, ps.t1(l.ln2_w), ps.t1(l.ln2_b), c.layer_norm_eps);
-        }
-        let pooler_output = self.pooler.map(|(w, bias)| {
-            let cls = x.clone().slice([0..b, 0..1]).reshape([b, 1, h]);
-            linear3(cls, ps.t2(w), ps.t1(bias)).reshape([b, h]).tanh()
-        });
-        let _ = device;
+        let pooler_output = LanguageModel::pooler(self, ps, x.clone());
         BertOutput {
             last_hidden_state: x,
             pooler_output,
         }
+    }
+}
+
+impl LanguageModel for BertModel {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+    fn adapters(&self) -> &Adapters {
+        &self.adapters
+    }
+    fn set_adapters(&mut self, adapters: Adapters) {
+        self.adapters = adapters;
+    }
+    fn forward_hidden(
+        &self,
+        ps: &ParamStore,
+        input: &ModelInput,
+        capture: Option<&mut KvCapture>,
+    ) -> Tensor<3> {
+        self.enc.forward(
+            ps,
+            &self.adapters,
+            &input.input_ids,
+            &input.attention_mask,
+            input.token_type_ids.as_ref(),
+            capture,
+        )
+    }
+    fn lm_head(&self, _ps: &ParamStore, _hidden: Tensor<3>) -> Option<Tensor<3>> {
+        None
+    }
+    fn pooler(&self, ps: &ParamStore, hidden: Tensor<3>) -> Option<Tensor<2>> {
+        let l = self.pooler.as_ref()?;
+        let [b, _, h] = hidden.dims();
+        let cls = hidden.slice([0..b, 0..1]);
+        Some(linear(ps, &self.adapters, l, cls).reshape([b, h]).tanh())
+    }
+    fn blocks(&self) -> Vec<Block> {
+        let mut out = self.enc.blocks();
+        let mut head = Vec::new();
+        if let Some(l) = &self.pooler {
+            l.param_names(&mut head);
+        }
+        out.push(Block {
+            name: "head".into(),
+            param_names: head,
+        });
+        crate::model::add_adapter_names(out, &self.adapters)
+    }
+    fn linears(&self) -> Vec<LinearInfo> {
+        let mut v = self.enc.linears();
+        v.extend(self.pooler.iter().map(lin_info));
+        v
+    }
+}
+
+/// The public description of a linear layer.
+pub(crate) fn lin_info(l: &Lin) -> LinearInfo {
+    LinearInfo {
+        name: l.name.clone(),
+        d_in: l.d_in,
+        d_out: l.d_out,
     }
 }
 

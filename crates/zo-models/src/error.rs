@@ -73,4 +73,45 @@ pub enum ModelError {
         /// Supported values.
         supported: String,
     },
+    /// A config option has a value this implementation does not support (e.g. an unknown
+    /// activation or RoPE scaling type).
+    #[error("`{path}`: unsupported value {value} for config key `{key}`")]
+    UnsupportedOption {
+        /// The config file.
+        path: PathBuf,
+        /// The config key.
+        key: String,
+        /// The value found, as JSON.
+        value: String,
+    },
+    /// A fine-tuning scheme cannot be applied to this model (unknown scheme, no matching
+    /// target, bad size).
+    #[error("`{path}`: cannot apply scheme `{scheme}`: {msg}")]
+    Scheme {
+        /// The model folder or config the model was loaded from.
+        path: PathBuf,
+        /// Scheme name.
+        scheme: String,
+        /// What is wrong.
+        msg: String,
+    },
+    /// A tensor of a GGUF file cannot be loaded: its quantisation type cannot be dequantised
+    /// here, or it has no Hugging Face counterpart.
+    #[error("GGUF file `{path}`: tensor `{tensor}`: {msg}")]
+    GgufTensor {
+        /// The `.gguf` file.
+        path: PathBuf,
+        /// The tensor's GGUF name (e.g. `blk.0.attn_q.weight`).
+        tensor: String,
+        /// What is wrong, naming the GGML type where that is the reason (e.g. `Q5_K`).
+        msg: String,
+    },
+    /// A forward-pass input does not fit the model (token id out of range, too long, shapes).
+    #[error("input for model `{path}`: {msg}")]
+    Input {
+        /// The model's config file or folder.
+        path: PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
 }

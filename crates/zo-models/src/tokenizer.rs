@@ -116,6 +116,36 @@ impl TextTokenizer {
         self.pad_id
     }
 
+    /// Ids of one text, without truncation; with the tokenizer's special tokens (e.g. BERT's
+    /// `[CLS] … [SEP]`, a LLaMA BOS) when `add_special_tokens`.
+    ///
+    /// # Errors
+    /// [`ModelError::Tokenizer`] if the tokenizer fails on the text.
+    pub fn encode_ids(&self, text: &str, add_special_tokens: bool) -> Result<Vec<i64>, ModelError> {
+        let e = self
+            .inner
+            .encode(text, add_special_tokens)
+            .map_err(|e| ModelError::Tokenizer {
+                path: self.path.clone(),
+                msg: e.to_string(),
+            })?;
+        Ok(e.get_ids().iter().map(|&i| i64::from(i)).collect())
+    }
+
+    /// The text of `ids` (special tokens kept).
+    ///
+    /// # Errors
+    /// [`ModelError::Tokenizer`] if an id is outside the vocabulary.
+    pub fn decode(&self, ids: &[i64]) -> Result<String, ModelError> {
+        let ids: Vec<u32> = ids.iter().map(|&i| i as u32).collect();
+        self.inner
+            .decode(&ids, false)
+            .map_err(|e| ModelError::Tokenizer {
+                path: self.path.clone(),
+                msg: e.to_string(),
+            })
+    }
+
     /// Encodes single texts (or text pairs when `pairs` is `Some`) with special tokens,
     /// truncated to `max_length` tokens, right-padded to the longest.
     ///

@@ -103,6 +103,28 @@ fn chunk_apply(
     }
 }
 
+/// Writes `scale * z` of chunk `chunk` of the parameter with path hash `h` into `out`
+/// (`out.len() <= CHUNK`; the first `out.len()` elements of that chunk). Crate-internal building
+/// block of the fused multi-direction passes in [`crate::pass`].
+pub(crate) fn fill_chunk(key: NoiseKey, h: u64, chunk: u64, scale: f32, out: &mut [f32]) {
+    chunk_apply(key, h, chunk, scale, out, |x, z| *x = z);
+}
+
+/// Applies `op(element, scale · z)` over one chunk of a parameter (chunk index `chunk`) without
+/// a direction buffer: the generator feeds `op` directly. Crate-internal fast path of
+/// [`crate::pass`].
+#[inline(always)]
+pub(crate) fn apply_chunk(
+    key: NoiseKey,
+    h: u64,
+    chunk: u64,
+    scale: f32,
+    out: &mut [f32],
+    op: impl Fn(&mut f32, f32),
+) {
+    chunk_apply(key, h, chunk, scale, out, op);
+}
+
 fn apply(
     key: NoiseKey,
     path: &str,
@@ -112,7 +134,7 @@ fn apply(
     op: impl Fn(&mut f32, f32) + Sync + Copy,
 ) {
     assert!(
-        start % CHUNK == 0,
+        start.is_multiple_of(CHUNK),
         "noise: start {start} is not a multiple of {CHUNK}"
     );
     let h = path_hash(path);

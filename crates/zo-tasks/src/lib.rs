@@ -1,23 +1,90 @@
-//! # zo-tasks — task data, sampling and metrics
+//! # zo-tasks — task data, sampling, prompts and metrics
 //!
-//! Tasks follow MeZO / ZO-Bench: `num_train` and `num_dev` examples are drawn disjointly from
-//! the task's training file with the data seed, and the test split comes from the public
-//! validation file (for SST-2: `dev.tsv`), because the official test labels are hidden.
-//! When a request exceeds what a file holds, every available example is used and the real
-//! counts are reported in [`TaskData::counts`]; nothing is silently capped.
+//! Pure data and text: this crate reads the task files, samples the splits, renders every
+//! example in two formulations and scores predictions. It never tokenizes and knows no model.
 //!
-//! Tasks in this version: [`sst2`] (binary sentiment, accuracy).
+//! ## Tasks
+//!
+//! [`TASKS`]: `sst2` (GLUE SST-2), `copa`, `winogrande`, `multirc`, `boolq`, `rte`, `cb`, `wic`,
+//! `wsc` (SuperGLUE, official JSON-lines schema; WinoGrande twin pairs). [`task_files`] names
+//! the files of each; `data/README.md` gives their provenance and row counts.
+//!
+//! ## Splits (MeZO / ZO-Bench)
+//!
+//! `num_train` and `num_dev` examples are drawn disjointly, with the data seed, from the task's
+//! training pool; the test split comes from the public validation file, because official test
+//! labels are hidden:
+//!
+//! | task | training pool | test split |
+//! |---|---|---|
+//! | `sst2` | `train.tsv` | `dev.tsv` |
+//! | SuperGLUE | `train.jsonl` ∪ `dev32.jsonl` (both drawn from the SuperGLUE train set) | `val.jsonl` |
+//! | `winogrande` | `object.jsonl` minus the test pairs | a fixed (seed-independent) set of whole twin pairs of `object.jsonl` |
+//!
+//! The sampling unit is one example, except for MultiRC (a question with all its answer
+//! options, so F1a and per-question exact match stay computable) and WinoGrande (a twin pair,
+//! so twins never straddle two splits). Budgets count examples (MultiRC: answer options, as
+//! MeZO's flattened rows); whole units are taken while they fit. When the pool cannot hold
+//! `num_train + num_dev`, the dev split gets `min(num_dev, pool / 2)` — MeZO's rule of keeping
+//! the dev set (COPA: 300 train / 100 dev of 400), with a floor so train never goes empty —
+//! and train gets the rest. Every shortfall is visible: [`Splits::counts`] /
+//! [`TaskData::counts`] give the real sizes and [`Splits::shortfall`] says what was asked for.
+//! [`default_split`] gives MeZO's per-task request (1000 / 500 / 1000; CB and COPA dev 100;
+//! WinoGrande dev 100 as ZO-Bench).
+//!
+//! ## Two formulations
+//!
+//! * **Encoder** ([`Example`]: text, optional text pair, class label) — [`load_task`] /
+//!   [`Splits::task_data`]; see [`Item::example`] for the per-task mapping.
+//! * **Causal LM** ([`Prompted`]: one context, candidate continuations, gold index) —
+//!   [`render`] with a named template ([`templates`]; `mezo` default, `none` for the
+//!   task-alignment ablation), the training loss kind [`loss_kind`], and in-context
+//!   demonstrations [`few_shot`]. See the [`prompt`] module for the templates and the
+//!   tokenization contract (left truncation of the context, candidates never truncated).
+//!
+//! For every task and template, `Example::label == Prompted::gold` for the same item, so one
+//! metric function ([`evaluate`]) scores both formulations.
+//!
+//! ## Metrics
+//!
+//! [`evaluate`] returns SuperGLUE's metrics: accuracy everywhere, CB macro-F1 as well, MultiRC
+//! F1 over all answer options (`f1a`) and exact match per question (`em`), with a primary
+//! metric per task ([`primary_metric`]).
+//!
+//! ## Errors
+//!
+//! Every bad input is a [`TaskError`] naming the file, and for a bad row its 1-based line and
+//! the field (a missing field, an unknown label, a row of another task's schema); an empty file
+//! is [`TaskError::Empty`].
 #![warn(missing_docs)]
 
+mod item;
+pub mod metrics;
+pub mod prompt;
+mod sample;
 pub mod sst2;
+pub mod superglue;
+pub mod winogrande;
 
-use rand::SeedableRng;
-use rand::seq::SliceRandom;
-use rand_xoshiro::Xoshiro256PlusPlus;
+pub use item::{CopaQuestion, Item};
+pub use metrics::{Metrics, accuracy, evaluate, macro_f1, multirc_f1a_em, primary_metric};
+pub use prompt::{LossKind, Prompted, few_shot, loss_kind, render, templates};
+pub use sample::{default_split, sample_test, sample_train_dev};
+
 use std::path::{Path, PathBuf};
 
 /// Names of the tasks this crate can load.
-pub const TASKS: &[&str] = &["sst2"];
+pub const TASKS: &[&str] = &[
+    "sst2",
+    "copa",
+    "winogrande",
+    "multirc",
+    "boolq",
+    "rte",
+    "cb",
+    "wic",
+    "wsc",
+];
 
 /// One labelled example in the encoder formulation (text or text pair → class).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,9 +100,9 @@ pub struct Example {
 /// Requested split sizes and the data seed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SplitSpec {
-    /// Training examples (drawn from the training file).
+    /// Training examples (drawn from the training pool).
     pub num_train: usize,
-    /// Development examples (drawn from the training file, disjoint from train).
+    /// Development examples (drawn from the training pool, disjoint from train).
     pub num_dev: usize,
     /// Test examples (from the validation file; all of it when it holds fewer).
     pub num_eval: usize,
@@ -43,7 +110,7 @@ pub struct SplitSpec {
     pub data_seed: u64,
 }
 
-/// The loaded, sampled splits of a task.
+/// The loaded, sampled splits of a task in the encoder formulation.
 #[derive(Debug, Clone)]
 pub struct TaskData {
     /// Task name.
@@ -70,7 +137,122 @@ impl TaskData {
     }
 }
 
-/// Errors of task loading. Every variant names the file.
+/// Which of the three splits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Split {
+    /// Training split.
+    Train,
+    /// Development split (selection only).
+    Dev,
+    /// Test split (reported only).
+    Test,
+}
+
+/// The loaded, sampled splits of a task as typed records ([`Item`]), from which both
+/// formulations are rendered.
+#[derive(Debug, Clone)]
+pub struct Splits {
+    /// Task name (one of [`TASKS`]).
+    pub name: String,
+    /// Training items.
+    pub train: Vec<Item>,
+    /// Development items (disjoint from train; whole MultiRC questions / WinoGrande pairs).
+    pub dev: Vec<Item>,
+    /// Test items.
+    pub test: Vec<Item>,
+    /// What was asked for.
+    pub requested: SplitSpec,
+    /// Examples in the training pool the train and dev splits were drawn from.
+    pub pool_train: usize,
+    /// Examples in the pool the test split was drawn from.
+    pub pool_test: usize,
+}
+
+impl Splits {
+    /// Real `(train, dev, test)` counts.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        (self.train.len(), self.dev.len(), self.test.len())
+    }
+
+    /// The items of one split.
+    pub fn split(&self, which: Split) -> &[Item] {
+        match which {
+            Split::Train => &self.train,
+            Split::Dev => &self.dev,
+            Split::Test => &self.test,
+        }
+    }
+
+    /// `None` when every split got what was requested; otherwise a one-line note with the
+    /// requested and real counts and the pool sizes (to be logged with the run).
+    pub fn shortfall(&self) -> Option<String> {
+        let (tr, dv, te) = self.counts();
+        let r = &self.requested;
+        if tr == r.num_train && dv == r.num_dev && te == r.num_eval {
+            return None;
+        }
+        Some(format!(
+            "task `{}`: requested {}/{}/{} train/dev/test examples, got {tr}/{dv}/{te} \
+             (training pool {}, test pool {})",
+            self.name, r.num_train, r.num_dev, r.num_eval, self.pool_train, self.pool_test
+        ))
+    }
+
+    /// The encoder formulation of all three splits.
+    pub fn task_data(&self) -> TaskData {
+        let conv = |v: &[Item]| v.iter().map(Item::example).collect::<Vec<_>>();
+        TaskData {
+            name: self.name.clone(),
+            label_names: label_names(&self.name)
+                .unwrap_or(&[])
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            train: conv(&self.train),
+            dev: conv(&self.dev),
+            test: conv(&self.test),
+        }
+    }
+
+    /// The causal-LM formulation of one split with template `template`.
+    ///
+    /// # Errors
+    /// [`TaskError::UnknownTemplate`], or a row the template cannot render.
+    pub fn prompted(&self, which: Split, template: &str) -> Result<Vec<Prompted>, TaskError> {
+        self.split(which)
+            .iter()
+            .map(|it| render(it, template))
+            .collect()
+    }
+
+    /// The causal-LM formulation of one split with `k` in-context demonstrations from the
+    /// train split (MeZO's ICL baseline; see [`few_shot`]): the same `k` demonstrations, drawn
+    /// with `seed`, for every item. With `which == Split::Train` an item may see itself as a
+    /// demonstration; evaluate on dev or test.
+    ///
+    /// # Errors
+    /// [`TaskError::UnknownTemplate`].
+    pub fn prompted_few_shot(
+        &self,
+        which: Split,
+        template: &str,
+        k: usize,
+        seed: u64,
+    ) -> Result<Vec<Prompted>, TaskError> {
+        self.split(which)
+            .iter()
+            .map(|it| few_shot(&self.train, k, seed, it, template))
+            .collect()
+    }
+
+    /// Per-example question ids of one split (MultiRC only; `None` for other tasks): the
+    /// third argument of [`evaluate`].
+    pub fn question_ids(&self, which: Split) -> Option<Vec<usize>> {
+        self.split(which).iter().map(Item::question_id).collect()
+    }
+}
+
+/// Errors of task loading, rendering and scoring. Every file error names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum TaskError {
     /// A data file is missing or unreadable.
@@ -81,7 +263,7 @@ pub enum TaskError {
         /// OS error.
         source: std::io::Error,
     },
-    /// A line does not parse.
+    /// A line does not parse (e.g. not JSON, no tab separator).
     #[error("`{path}` line {line}: {msg}")]
     Parse {
         /// The file.
@@ -91,20 +273,99 @@ pub enum TaskError {
         /// What is wrong.
         msg: String,
     },
+    /// A field of a row is missing, of the wrong type, or holds an unknown label.
+    #[error("`{path}` line {line}, field `{field}`: {msg}")]
+    Field {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// The field (a JSON path such as `passage.questions[2].answers[0].label`).
+        field: String,
+        /// What is wrong (for a row of another task's schema, which task it looks like).
+        msg: String,
+    },
+    /// A data file holds no example.
+    #[error("`{path}` line 1: the file is empty (no {what})")]
+    Empty {
+        /// The file.
+        path: PathBuf,
+        /// What it should hold.
+        what: String,
+    },
     /// Unknown task name.
     #[error("unknown task `{0}` (known: {known})", known = TASKS.join(", "))]
     Unknown(String),
+    /// Unknown template name for a task.
+    #[error("unknown template `{template}` for task `{task}` (known: {known})", known = known.join(", "))]
+    UnknownTemplate {
+        /// The task.
+        task: String,
+        /// The requested template.
+        template: String,
+        /// The templates the task has.
+        known: Vec<&'static str>,
+    },
+    /// In-context demonstrations of another task than the query.
+    #[error("few-shot demonstrations of task `{demo}` for a query of task `{query}`")]
+    MixedTasks {
+        /// The query's task.
+        query: &'static str,
+        /// The offending demonstration's task.
+        demo: &'static str,
+    },
+    /// Predictions, gold labels or question ids that do not fit together.
+    #[error("metric input for task `{task}`: {msg}")]
+    Metric {
+        /// The task.
+        task: String,
+        /// What is wrong.
+        msg: String,
+    },
 }
 
-/// Loads task `name` from `data_dir` (the folder holding `sst2/`, …) and samples its splits.
+/// Class names of task `name`, index = label = [`Prompted::gold`] (for multiple-choice tasks:
+/// the option index).
 ///
 /// # Errors
-/// [`TaskError::Unknown`], or the file errors of the task's loader.
-pub fn load_task(name: &str, data_dir: &Path, spec: &SplitSpec) -> Result<TaskData, TaskError> {
+/// [`TaskError::Unknown`].
+pub fn label_names(name: &str) -> Result<&'static [&'static str], TaskError> {
+    Ok(match name {
+        "sst2" => &["negative", "positive"],
+        "copa" => &["choice1", "choice2"],
+        "winogrande" => &["option1", "option2"],
+        "multirc" => &["false", "true"],
+        "boolq" => &["yes", "no"],
+        "rte" => &["entailment", "not_entailment"],
+        "cb" => &["entailment", "contradiction", "neutral"],
+        "wic" => &["false", "true"],
+        "wsc" => &["false", "true"],
+        other => return Err(TaskError::Unknown(other.into())),
+    })
+}
+
+/// Loads task `name` from `data_dir` (the folder holding `sst2/`, `superglue/`,
+/// `winogrande/`) and samples its splits as typed records.
+///
+/// # Errors
+/// [`TaskError::Unknown`], or the file errors of the task's reader.
+pub fn load_splits(name: &str, data_dir: &Path, spec: &SplitSpec) -> Result<Splits, TaskError> {
     match name {
-        "sst2" => sst2::load(&data_dir.join("sst2"), spec),
-        other => Err(TaskError::Unknown(other.into())),
+        "sst2" => sst2::load_splits(&data_dir.join("sst2"), spec),
+        "winogrande" => winogrande::load_splits(&data_dir.join("winogrande"), spec),
+        other => match superglue::dir_name(other) {
+            Some(d) => superglue::load_splits(other, &data_dir.join("superglue").join(d), spec),
+            None => Err(TaskError::Unknown(other.into())),
+        },
     }
+}
+
+/// Loads task `name` from `data_dir` and samples its splits, in the encoder formulation.
+///
+/// # Errors
+/// [`TaskError::Unknown`], or the file errors of the task's reader.
+pub fn load_task(name: &str, data_dir: &Path, spec: &SplitSpec) -> Result<TaskData, TaskError> {
+    load_splits(name, data_dir, spec).map(|s| s.task_data())
 }
 
 /// The data files task `name` reads from `data_dir` (empty for an unknown task).
@@ -114,107 +375,26 @@ pub fn task_files(name: &str, data_dir: &Path) -> Vec<PathBuf> {
             data_dir.join("sst2/train.tsv"),
             data_dir.join("sst2/dev.tsv"),
         ],
-        _ => vec![],
+        "winogrande" => vec![data_dir.join("winogrande/object.jsonl")],
+        other => match superglue::dir_name(other) {
+            Some(d) => superglue::FILES
+                .iter()
+                .map(|f| data_dir.join("superglue").join(d).join(f))
+                .collect(),
+            None => vec![],
+        },
     }
 }
 
-/// Draws `num_train` then `num_dev` disjoint examples from `pool` after a seeded shuffle.
-/// Returns fewer when the pool is smaller (train first).
-pub fn sample_train_dev(mut pool: Vec<Example>, spec: &SplitSpec) -> (Vec<Example>, Vec<Example>) {
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(spec.data_seed);
-    pool.shuffle(&mut rng);
-    let n_train = spec.num_train.min(pool.len());
-    let dev: Vec<Example> = pool.split_off(n_train);
-    let train = pool;
-    let dev = dev.into_iter().take(spec.num_dev).collect();
-    (train, dev)
-}
-
-/// Takes `num_eval` test examples: all of `pool` in file order when it is not larger,
-/// otherwise a seeded sample (MeZO samples its evaluation set the same way).
-pub fn sample_test(mut pool: Vec<Example>, spec: &SplitSpec) -> Vec<Example> {
-    if spec.num_eval >= pool.len() {
-        return pool;
-    }
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(spec.data_seed ^ 0x7E57);
-    pool.shuffle(&mut rng);
-    pool.truncate(spec.num_eval);
-    pool
-}
-
-/// Fraction of `pred[i] == gold[i]`, in [0, 1]; 0 for empty input.
+/// Reads every row of one data file of task `name` (no sampling), in file order.
 ///
-/// # Panics
-/// If the lengths differ.
-pub fn accuracy(pred: &[usize], gold: &[usize]) -> f64 {
-    assert_eq!(
-        pred.len(),
-        gold.len(),
-        "accuracy: {} predictions for {} labels",
-        pred.len(),
-        gold.len()
-    );
-    if pred.is_empty() {
-        return 0.0;
-    }
-    pred.iter().zip(gold).filter(|(p, g)| p == g).count() as f64 / pred.len() as f64
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn pool(n: usize) -> Vec<Example> {
-        (0..n)
-            .map(|i| Example {
-                text: format!("t{i}"),
-                text_pair: None,
-                label: i % 2,
-            })
-            .collect()
-    }
-
-    #[test]
-    fn train_and_dev_are_disjoint_and_seeded() {
-        let spec = SplitSpec {
-            num_train: 30,
-            num_dev: 20,
-            num_eval: 10,
-            data_seed: 3,
-        };
-        let (tr, dv) = sample_train_dev(pool(100), &spec);
-        assert_eq!((tr.len(), dv.len()), (30, 20));
-        for d in &dv {
-            assert!(!tr.contains(d));
-        }
-        let (tr2, dv2) = sample_train_dev(pool(100), &spec);
-        assert_eq!((tr.clone(), dv.clone()), (tr2, dv2));
-        let (tr3, _) = sample_train_dev(
-            pool(100),
-            &SplitSpec {
-                data_seed: 4,
-                ..spec
-            },
-        );
-        assert_ne!(tr, tr3);
-    }
-
-    #[test]
-    fn oversized_requests_use_what_there_is() {
-        let spec = SplitSpec {
-            num_train: 80,
-            num_dev: 50,
-            num_eval: 1000,
-            data_seed: 0,
-        };
-        let (tr, dv) = sample_train_dev(pool(100), &spec);
-        assert_eq!((tr.len(), dv.len()), (80, 20));
-        assert_eq!(sample_test(pool(7), &spec).len(), 7);
-    }
-
-    #[test]
-    fn accuracy_counts_matches() {
-        assert_eq!(accuracy(&[1, 0, 1, 1], &[1, 1, 1, 0]), 0.5);
-        assert_eq!(accuracy(&[], &[]), 0.0);
+/// # Errors
+/// [`TaskError::Unknown`], or the file errors of the task's reader.
+pub fn read_file(name: &str, path: &Path) -> Result<Vec<Item>, TaskError> {
+    match name {
+        "sst2" => sst2::read_items(path),
+        "winogrande" => winogrande::read_items(path),
+        other if superglue::dir_name(other).is_some() => superglue::read_items(other, path),
+        other => Err(TaskError::Unknown(other.into())),
     }
 }

@@ -1,30 +1,46 @@
 //! SST-2 (GLUE): binary sentiment of movie-review sentences. Files `train.tsv` (67,349 rows)
 //! and `dev.tsv` (872 rows), TSV with header `label<TAB>sentence`, 0 = negative,
 //! 1 = positive. Train and dev splits are sampled from `train.tsv`; `dev.tsv` is the test split
-//! (as MeZO and ZO-Bench do). Metric: accuracy.
+//! (as MeZO and ZO-Bench do). Metric: accuracy. (`dev.tsv`'s header names the text column
+//! `content`; only the `label<TAB>` prefix of the header is checked.)
 
-use crate::{Example, SplitSpec, TaskData, TaskError, sample_test, sample_train_dev};
+use crate::sample::{singletons, split_groups, test_groups};
+use crate::{Example, Item, SplitSpec, Splits, TaskData, TaskError};
 use std::path::Path;
 
-/// Reads one SST-2 TSV file.
+/// Reads one SST-2 TSV file as typed records.
 ///
 /// # Errors
-/// [`TaskError::Io`] if unreadable; [`TaskError::Parse`] naming the line for a missing header,
-/// a line without a tab (e.g. a truncated file), or a label other than 0/1.
-pub fn read_tsv(path: &Path) -> Result<Vec<Example>, TaskError> {
+/// [`TaskError::Io`] if unreadable; [`TaskError::Empty`] for a file without data rows;
+/// [`TaskError::Field`] naming the line and field for a missing header (field `header`, e.g.
+/// a JSON-lines file of another task), a line without a tab (field `sentence`, e.g. a
+/// truncated file), or a label other than 0/1 (field `label`).
+pub fn read_items(path: &Path) -> Result<Vec<Item>, TaskError> {
     let text = std::fs::read_to_string(path).map_err(|source| TaskError::Io {
         path: path.into(),
         source,
     })?;
+    let field = |line: usize, field: &str, msg: String| TaskError::Field {
+        path: path.into(),
+        line,
+        field: field.into(),
+        msg,
+    };
     let mut lines = text.lines().enumerate();
     match lines.next() {
-        Some((_, h)) if h.starts_with("label\t") => {}
-        _ => {
-            return Err(TaskError::Parse {
+        None => {
+            return Err(TaskError::Empty {
                 path: path.into(),
-                line: 1,
-                msg: "expected a header `label<TAB>sentence` (GLUE SST-2 TSV)".into(),
+                what: "header or rows".into(),
             });
+        }
+        Some((_, h)) if h.starts_with("label\t") => {}
+        Some(_) => {
+            return Err(field(
+                1,
+                "header",
+                "expected a header `label<TAB>sentence` (GLUE SST-2 TSV)".into(),
+            ));
         }
     }
     let mut out = Vec::new();
@@ -32,49 +48,77 @@ pub fn read_tsv(path: &Path) -> Result<Vec<Example>, TaskError> {
         if line.is_empty() {
             continue;
         }
-        let Some((a, b)) = line.split_once('\t') else {
-            return Err(TaskError::Parse {
-                path: path.into(),
-                line: i + 1,
-                msg: "no tab separator (truncated file?)".into(),
-            });
+        let Some((label, sentence)) = line.split_once('\t') else {
+            return Err(field(
+                i + 1,
+                "sentence",
+                "missing: no tab separator (truncated file?)".into(),
+            ));
         };
-        let (label, sentence) = (a, b);
         let label = match label.trim() {
             "0" => 0,
             "1" => 1,
             other => {
-                return Err(TaskError::Parse {
-                    path: path.into(),
-                    line: i + 1,
-                    msg: format!("label `{other}` is not 0 or 1"),
-                });
+                return Err(field(
+                    i + 1,
+                    "label",
+                    format!("unknown label `{other}` (expected 0 or 1)"),
+                ));
             }
         };
-        out.push(Example {
-            text: sentence.trim().to_string(),
-            text_pair: None,
+        let sentence = sentence.trim();
+        if sentence.is_empty() {
+            return Err(field(i + 1, "sentence", "empty".into()));
+        }
+        out.push(Item::Sst2 {
+            sentence: sentence.to_string(),
             label,
+        });
+    }
+    if out.is_empty() {
+        return Err(TaskError::Empty {
+            path: path.into(),
+            what: "data rows after the header".into(),
         });
     }
     Ok(out)
 }
 
-/// Loads `dir/train.tsv` and `dir/dev.tsv` and samples the splits.
+/// Reads one SST-2 TSV file in the encoder formulation.
 ///
 /// # Errors
-/// See [`read_tsv`].
-pub fn load(dir: &Path, spec: &SplitSpec) -> Result<TaskData, TaskError> {
-    let pool = read_tsv(&dir.join("train.tsv"))?;
-    let test = read_tsv(&dir.join("dev.tsv"))?;
-    let (train, dev) = sample_train_dev(pool, spec);
-    Ok(TaskData {
+/// See [`read_items`].
+pub fn read_tsv(path: &Path) -> Result<Vec<Example>, TaskError> {
+    Ok(read_items(path)?.iter().map(Item::example).collect())
+}
+
+/// Loads `dir/train.tsv` (training pool) and `dir/dev.tsv` (test split) and samples the
+/// splits as typed records.
+///
+/// # Errors
+/// See [`read_items`].
+pub fn load_splits(dir: &Path, spec: &SplitSpec) -> Result<Splits, TaskError> {
+    let pool = read_items(&dir.join("train.tsv"))?;
+    let test = read_items(&dir.join("dev.tsv"))?;
+    let (pool_train, pool_test) = (pool.len(), test.len());
+    let (train, dev) = split_groups(singletons(pool), spec);
+    Ok(Splits {
         name: "sst2".into(),
-        label_names: vec!["negative".into(), "positive".into()],
         train,
         dev,
-        test: sample_test(test, spec),
+        test: test_groups(singletons(test), spec),
+        requested: *spec,
+        pool_train,
+        pool_test,
     })
+}
+
+/// Loads `dir/train.tsv` and `dir/dev.tsv` and samples the splits (encoder formulation).
+///
+/// # Errors
+/// See [`read_items`].
+pub fn load(dir: &Path, spec: &SplitSpec) -> Result<TaskData, TaskError> {
+    load_splits(dir, spec).map(|s| s.task_data())
 }
 
 #[cfg(test)]

@@ -1,84 +1,241 @@
 //! One sweep cell, run inside its own child process (`zobench run-cell`): load the model and
-//! the task, measure zero-shot accuracy, train, select on dev, evaluate on test, measure.
+//! the task, apply the fine-tuning scheme, measure zero-shot performance, train, select on
+//! dev, evaluate on test, measure.
+//!
+//! Two formulations, chosen by the model:
+//!
+//! * **causal LM** (OPT, LLaMA, Mistral, Qwen2, GPT-2, SmolLM2): the task's prompt template and
+//!   candidate continuations ([`crate::lm`]); evaluation = argmax of the length-normalised
+//!   log-likelihood; the training loss is the task's default (or `settings.loss`);
+//! * **encoder** (BERT, RoBERTa, MiniLM): a linear head on the pooled text (pair)
+//!   ([`zo_models::TextClassifier`]), cross-entropy.
+//!
+//! Model and hyper-parameter selection never look at the test split: the test split is
+//! evaluated once before training (zero-shot) and once at the end, with the parameters that
+//! were best on dev (`test_at = "best-dev"`) or the final ones (`test_at = "final"`).
 
 use crate::config::CellSpec;
+use crate::error::UserError;
+use crate::lm::{self, TokExample, Tokenized};
+use crate::optim;
 use crate::provenance;
-use crate::record::{CellStatus, CurvePoint, RunRecord};
+use crate::record::{CellStatus, CurvePoint, DivergedAt, RunRecord};
 use crate::registry;
 use anyhow::Context;
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_xoshiro::Xoshiro256PlusPlus;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 use zo_models::classifier::HEAD_PARAMS;
-use zo_models::{EncodedBatch, Pooling, SequenceClassifier, TextTokenizer};
-use zo_optim::{FoSgd, ParamStore, ZoSgd};
-use zo_tasks::{Example, SplitSpec};
+use zo_models::{EncodedBatch, ModelKind, Pooling, Scheme, TextClassifier, TextTokenizer};
+use zo_optim::{Objective, ParamStore, StepCtx, StepError};
+use zo_tasks::{Split, Splits};
 
-/// Tokenized examples of one split: unpadded ids and gold labels.
-struct Split {
+/// Tokenized encoder examples of one split: unpadded ids, segment ids and gold labels.
+#[derive(Debug, Default)]
+struct EncSplit {
     rows: Vec<Vec<i64>>,
+    types: Vec<Vec<i64>>,
     labels: Vec<usize>,
+    truncated: usize,
 }
 
-fn tokenize(tok: &TextTokenizer, ex: &[Example], max_length: usize) -> anyhow::Result<Split> {
-    let mut rows = Vec::with_capacity(ex.len());
+impl EncSplit {
+    fn batch(&self, idx: &[usize], pad: i64) -> EncodedBatch {
+        let cols = idx.iter().map(|&i| self.rows[i].len()).max().unwrap_or(0);
+        let mut b = EncodedBatch {
+            input_ids: vec![],
+            attention_mask: vec![],
+            token_type_ids: vec![],
+            rows: idx.len(),
+            cols,
+        };
+        for &i in idx {
+            let (r, t) = (&self.rows[i], &self.types[i]);
+            for j in 0..cols {
+                b.input_ids.push(r.get(j).copied().unwrap_or(pad));
+                b.attention_mask.push(i64::from(j < r.len()));
+                b.token_type_ids.push(t.get(j).copied().unwrap_or(0));
+            }
+        }
+        b
+    }
+}
+
+fn tokenize_encoder(
+    tok: &TextTokenizer,
+    splits: &Splits,
+    which: Split,
+    max_length: usize,
+) -> anyhow::Result<EncSplit> {
+    let ex: Vec<zo_tasks::Example> = splits.split(which).iter().map(|i| i.example()).collect();
+    let mut out = EncSplit::default();
     for chunk in ex.chunks(256) {
         let texts: Vec<&str> = chunk.iter().map(|e| e.text.as_str()).collect();
-        let b = tok.encode(&texts, None, max_length)?;
+        let pairs: Option<Vec<&str>> = chunk
+            .iter()
+            .map(|e| e.text_pair.as_deref())
+            .collect::<Option<Vec<&str>>>();
+        let b = tok.encode(&texts, pairs.as_deref(), max_length)?;
         for r in 0..b.rows {
-            let ids = &b.input_ids[r * b.cols..(r + 1) * b.cols];
-            let m = &b.attention_mask[r * b.cols..(r + 1) * b.cols];
-            let n = m.iter().filter(|&&x| x == 1).count();
-            rows.push(ids[..n].to_vec());
+            let sl = r * b.cols..(r + 1) * b.cols;
+            let n = b.attention_mask[sl.clone()]
+                .iter()
+                .filter(|&&x| x == 1)
+                .count();
+            if n >= max_length {
+                out.truncated += 1;
+            }
+            out.rows.push(b.input_ids[sl.clone()][..n].to_vec());
+            out.types.push(b.token_type_ids[sl][..n].to_vec());
         }
     }
-    Ok(Split {
-        rows,
-        labels: ex.iter().map(|e| e.label).collect(),
-    })
+    out.labels = ex.iter().map(|e| e.label).collect();
+    Ok(out)
 }
 
-/// Accuracy of `model` with parameters `ps` on a split; batches sorted by length.
+/// What a cell trains and evaluates: a causal LM with prompts and candidates, or an encoder
+/// with a classification head.
+pub struct Formulation(Inner);
+
+enum Inner {
+    Encoder {
+        clf: TextClassifier,
+        splits: [EncSplit; 3],
+        pad: i64,
+    },
+    Causal {
+        model: Box<dyn zo_models::LanguageModel>,
+        splits: [Tokenized; 3],
+        loss: lm::LossKind,
+        pad: i64,
+    },
+}
+
+fn idx(which: Split) -> usize {
+    match which {
+        Split::Train => 0,
+        Split::Dev => 1,
+        Split::Test => 2,
+    }
+}
+
+impl Formulation {
+    /// Number of training examples.
+    pub fn train_len(&self) -> usize {
+        self.len(Split::Train)
+    }
+
+    /// The objective of a mini-batch of training examples (indices into the train split).
+    pub fn objective<'a>(&'a self, batch: &'a [usize]) -> impl Objective + 'a {
+        BatchObjective { f: self, batch }
+    }
+
+    fn len(&self, which: Split) -> usize {
+        match &self.0 {
+            Inner::Encoder { splits, .. } => splits[idx(which)].rows.len(),
+            Inner::Causal { splits, .. } => splits[idx(which)].examples.len(),
+        }
+    }
+
+    fn gold(&self, which: Split) -> Vec<usize> {
+        match &self.0 {
+            Inner::Encoder { splits, .. } => splits[idx(which)].labels.clone(),
+            Inner::Causal { splits, .. } => {
+                splits[idx(which)].examples.iter().map(|e| e.gold).collect()
+            }
+        }
+    }
+
+    fn truncated(&self) -> usize {
+        match &self.0 {
+            Inner::Encoder { splits, .. } => splits.iter().map(|s| s.truncated).sum(),
+            Inner::Causal { splits, .. } => splits.iter().map(|s| s.truncated).sum(),
+        }
+    }
+
+    /// Training loss (nats) of the training examples `batch`.
+    fn loss(&self, ps: &ParamStore, batch: &[usize]) -> Tensor<1> {
+        match &self.0 {
+            Inner::Encoder { clf, splits, pad } => {
+                let tr = &splits[0];
+                let labels: Vec<usize> = batch.iter().map(|&i| tr.labels[i]).collect();
+                clf.loss(ps, &tr.batch(batch, *pad), &labels)
+            }
+            Inner::Causal {
+                model,
+                splits,
+                loss,
+                pad,
+            } => {
+                let ex: Vec<&TokExample> = batch.iter().map(|&i| &splits[0].examples[i]).collect();
+                lm::loss(model.as_ref(), ps, &ex, *loss, *pad)
+            }
+        }
+    }
+
+    /// Predictions on a split, `bs` examples (encoder) or candidate rows (causal) at a time.
+    fn predict(&self, ps: &ParamStore, which: Split, bs: usize) -> Vec<usize> {
+        match &self.0 {
+            Inner::Encoder { clf, splits, pad } => {
+                let s = &splits[idx(which)];
+                let mut order: Vec<usize> = (0..s.rows.len()).collect();
+                order.sort_by_key(|&i| s.rows[i].len());
+                let mut pred = vec![0; s.rows.len()];
+                for chunk in order.chunks(bs) {
+                    for (i, p) in chunk.iter().zip(clf.predict(ps, &s.batch(chunk, *pad))) {
+                        pred[*i] = p;
+                    }
+                }
+                pred
+            }
+            Inner::Causal {
+                model, splits, pad, ..
+            } => lm::predict(model.as_ref(), ps, &splits[idx(which)].examples, bs, *pad),
+        }
+    }
+}
+
+/// Task metrics of the parameters `ps` on a split.
 fn evaluate(
-    model: &SequenceClassifier,
+    f: &Formulation,
     ps: &ParamStore,
-    split: &Split,
+    splits: &Splits,
+    task: &str,
+    which: Split,
     bs: usize,
-    pad: i64,
-) -> f64 {
-    let mut order: Vec<usize> = (0..split.rows.len()).collect();
-    order.sort_by_key(|&i| split.rows[i].len());
-    let mut correct = 0usize;
-    for chunk in order.chunks(bs) {
-        let rows: Vec<Vec<i64>> = chunk.iter().map(|&i| split.rows[i].clone()).collect();
-        let pred = model.predict(ps, &EncodedBatch::from_rows(&rows, pad));
-        correct += chunk
-            .iter()
-            .zip(pred)
-            .filter(|(i, p)| split.labels[**i] == *p)
-            .count();
-    }
-    if order.is_empty() {
-        0.0
-    } else {
-        correct as f64 / order.len() as f64
-    }
+) -> anyhow::Result<zo_tasks::Metrics> {
+    let pred = f.predict(ps, which, bs);
+    let qids = splits.question_ids(which);
+    Ok(zo_tasks::evaluate(
+        task,
+        &pred,
+        &f.gold(which),
+        qids.as_deref(),
+    )?)
 }
 
-/// Test accuracy of predicting the most frequent training label (ties: the smaller label).
-fn majority_acc(train: &[usize], test: &[usize]) -> f64 {
+/// Test metrics of predicting the most frequent training label (ties: the smaller label).
+fn majority(f: &Formulation, splits: &Splits, task: &str) -> anyhow::Result<zo_tasks::Metrics> {
+    let train = f.gold(Split::Train);
     let n = train.iter().copied().max().map_or(0, |m| m + 1);
-    let mut counts = vec![0usize; n];
+    let mut counts = vec![0usize; n.max(1)];
     train.iter().for_each(|&l| counts[l] += 1);
-    let maj = (0..n)
+    let maj = (0..counts.len())
         .max_by_key(|&l| (counts[l], std::cmp::Reverse(l)))
         .unwrap_or(0);
-    zo_tasks::accuracy(&vec![maj; test.len()], test)
+    let gold = f.gold(Split::Test);
+    let qids = splits.question_ids(Split::Test);
+    Ok(zo_tasks::evaluate(
+        task,
+        &vec![maj; gold.len()],
+        &gold,
+        qids.as_deref(),
+    )?)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
@@ -87,6 +244,45 @@ fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
     }
     let idx = ((sorted.len() - 1) as f64 * p).round() as usize;
     Some(sorted[idx])
+}
+
+/// The scheme of a cell with its `[scheme.<name>]` options.
+///
+/// # Errors
+/// A [`UserError`] for an unknown scheme or a bad option value.
+pub fn scheme_of(spec: &CellSpec) -> Result<Scheme, UserError> {
+    let mut s = Scheme::parse(&spec.scheme)
+        .ok_or_else(|| UserError::new(format!("unknown scheme `{}`", spec.scheme)))?;
+    let o = &spec.scheme_options;
+    let bad = |k: &str| UserError::new(format!("`[scheme.{}]`: bad `{k}`", spec.scheme));
+    match &mut s {
+        Scheme::Lora {
+            rank,
+            alpha,
+            targets,
+        } => {
+            if let Some(v) = o.get("r") {
+                *rank = v.as_u64().ok_or_else(|| bad("r"))? as usize;
+            }
+            if let Some(v) = o.get("alpha") {
+                *alpha = v.as_f64().ok_or_else(|| bad("alpha"))? as f32;
+            }
+            if let Some(v) = o.get("targets") {
+                *targets = v
+                    .as_array()
+                    .and_then(|a| a.iter().map(|x| x.as_str().map(String::from)).collect())
+                    .or_else(|| v.as_str().map(|x| vec![x.to_string()]))
+                    .ok_or_else(|| bad("targets"))?;
+            }
+        }
+        Scheme::Prefix { n } | Scheme::Prompt { n } => {
+            if let Some(v) = o.get("tokens") {
+                *n = v.as_u64().ok_or_else(|| bad("tokens"))? as usize;
+            }
+        }
+        _ => {}
+    }
+    Ok(s)
 }
 
 /// A record for a cell that produced no result of its own (crash, timeout, OOM, bad input).
@@ -106,7 +302,16 @@ pub fn failed_record(
         task: spec.task.clone(),
         scheme: spec.scheme.clone(),
         optimizer: spec.optimizer.clone(),
-        estimator: estimator_name(&spec.optimizer).into(),
+        estimator: zo_optim::info(&spec.optimizer)
+            .map_or("unknown", |i| i.estimator)
+            .into(),
+        template: Some(spec.template.clone()),
+        metric: None,
+        test_metrics: BTreeMap::new(),
+        zero_shot_metrics: BTreeMap::new(),
+        truncated_rows: None,
+        jvp_method: None,
+        diverged_at: None,
         hparams: spec.hparams.clone(),
         seed: spec.seed,
         data_seed: spec.data_seed,
@@ -129,13 +334,14 @@ pub fn failed_record(
         time_per_step_p10_s: None,
         time_per_step_p90_s: None,
         forward_passes_per_step: None,
+        backward_passes_per_step: None,
         total_forward_passes: None,
         num_train: None,
         num_dev: None,
         num_eval: None,
         wall_s,
         backend: spec.backend.clone(),
-        precision: "f32".into(),
+        precision: spec.precision.clone(),
         threads: spec.threads,
         cpu: provenance::cpu_model(),
         git_commit: provenance::git_commit(),
@@ -144,12 +350,158 @@ pub fn failed_record(
     }
 }
 
-/// Gradient estimator of an optimizer name.
-pub fn estimator_name(optimizer: &str) -> &'static str {
-    if optimizer.starts_with("zo-") {
-        "rge-two-sided"
-    } else {
-        "backprop"
+/// The mini-batch objective handed to the optimizer.
+struct BatchObjective<'a> {
+    f: &'a Formulation,
+    batch: &'a [usize],
+}
+
+impl Objective for BatchObjective<'_> {
+    fn loss(&mut self, store: &ParamStore) -> f32 {
+        self.f.loss(store, self.batch).into_scalar::<f32>()
+    }
+    fn loss_tensor(&mut self, store: &ParamStore) -> Tensor<1> {
+        self.f.loss(store, self.batch)
+    }
+}
+
+/// Loads the model and task of `spec` and builds its formulation with the scheme applied.
+/// Returns the formulation, the store, the family and the task splits.
+fn load(
+    spec: &CellSpec,
+    device: &Device,
+) -> anyhow::Result<(Formulation, ParamStore, String, Splits)> {
+    let src = registry::resolve_name(&spec.model).map_err(UserError::new)?;
+    let (path, tok_path) = registry::model_files(&src);
+    let tok = TextTokenizer::from_file(&tok_path)?;
+    let split_spec = zo_tasks::SplitSpec {
+        num_train: spec.num_train,
+        num_dev: spec.num_dev,
+        num_eval: spec.num_eval,
+        data_seed: spec.data_seed,
+    };
+    let splits = zo_tasks::load_splits(&spec.task, &spec.data_dir, &split_spec)?;
+    if let Some(s) = splits.shortfall() {
+        tracing::warn!("{s}");
+    }
+    let mut store = ParamStore::new(device.clone());
+    let mut model = zo_models::load_model(&path, &mut store)?;
+    let info = model.info().clone();
+    let scheme = scheme_of(spec)?;
+    let pad = tok
+        .pad_id()
+        .try_into()
+        .ok()
+        .filter(|&p: &i64| (p as usize) < info.vocab_size)
+        .or(info.pad_token_id)
+        .unwrap_or(0);
+    let f = match info.kind {
+        ModelKind::CausalLm => {
+            if scheme == Scheme::Head {
+                return Err(UserError::new(format!(
+                    "scheme `head` trains an encoder's classification head; `{}` is a causal LM ({}): use ft, lora, prefix or prompt",
+                    spec.model, info.model_type
+                ))
+                .into());
+            }
+            zo_models::apply_scheme(model.as_mut(), &mut store, &scheme, spec.seed)?;
+            let loss = match spec.loss.as_str() {
+                "candidate-ce" => lm::LossKind::CandidateCe,
+                "gold-lm" => lm::LossKind::GoldLm,
+                _ => zo_tasks::loss_kind(&spec.task)?,
+            };
+            let max_len = info.max_positions.map_or(spec.max_length, |m| {
+                spec.max_length
+                    .min(m.saturating_sub(scheme_extra_tokens(&scheme)))
+            });
+            let mut tsplits: [Tokenized; 3] = Default::default();
+            for which in [Split::Train, Split::Dev, Split::Test] {
+                let prompts = splits.prompted(which, &spec.template)?;
+                let qids = splits.question_ids(which);
+                tsplits[idx(which)] = lm::tokenize(&tok, &prompts, qids.as_deref(), max_len)?;
+            }
+            Formulation(Inner::Causal {
+                model,
+                splits: tsplits,
+                loss,
+                pad,
+            })
+        }
+        ModelKind::Encoder | ModelKind::MaskedLm => {
+            let pooling = Pooling::parse(&spec.pooling).context("pooling")?;
+            let labels = zo_tasks::label_names(&spec.task)?.len();
+            let mut clf = TextClassifier::attach(model, &mut store, labels, pooling, spec.seed)?;
+            zo_models::apply_scheme(clf.model.as_mut(), &mut store, &scheme, spec.seed)?;
+            let chosen: HashSet<String> = store
+                .params()
+                .iter()
+                .filter(|p| p.trainable)
+                .map(|p| p.name.clone())
+                .collect();
+            let uses_pooler = pooling == Pooling::Pooler;
+            // The head is new: every scheme trains it (as PEFT's `modules_to_save`); the
+            // pooler only when the classifier reads it.
+            store.set_trainable(|n| {
+                HEAD_PARAMS.contains(&n)
+                    || (chosen.contains(n) && (uses_pooler || !n.starts_with("pooler.")))
+            });
+            let max_len = info.max_positions.map_or(spec.max_length, |m| {
+                spec.max_length
+                    .min(m.saturating_sub(scheme_extra_tokens(&scheme)))
+            });
+            let mut esplits: [EncSplit; 3] = Default::default();
+            for which in [Split::Train, Split::Dev, Split::Test] {
+                esplits[idx(which)] = tokenize_encoder(&tok, &splits, which, max_len)?;
+            }
+            Formulation(Inner::Encoder {
+                clf,
+                splits: esplits,
+                pad,
+            })
+        }
+    };
+    // Every id must be inside the model's vocabulary: a tokenizer of another model is bad
+    // input, not a crash in the embedding lookup.
+    let vocab = info.vocab_size as i64;
+    let check = |rows: &mut dyn Iterator<Item = &Vec<i64>>| {
+        rows.flatten().find(|&&id| id < 0 || id >= vocab).copied()
+    };
+    let bad = match &f.0 {
+        Inner::Encoder { splits, .. } => check(&mut splits.iter().flat_map(|s| s.rows.iter())),
+        Inner::Causal { splits, .. } => check(
+            &mut splits
+                .iter()
+                .flat_map(|s| s.examples.iter().flat_map(|e| e.rows.iter())),
+        ),
+    };
+    if let Some(bad) = bad {
+        return Err(UserError::new(format!(
+            "tokenizer `{}` produced id {bad}, outside the model's vocab_size {vocab} ({}): the tokenizer does not belong to this model",
+            tok_path.display(),
+            path.display()
+        ))
+        .into());
+    }
+    Ok((f, store, info.model_type, splits))
+}
+
+/// Loads a cell's model, task and scheme as a cell does (for `zobench validate`'s calibration):
+/// the formulation, the parameter store, the model family and the task splits.
+///
+/// # Errors
+/// As [`run_cell`]'s loading.
+pub fn load_for_calibration(
+    spec: &CellSpec,
+    device: &Device,
+) -> anyhow::Result<(Formulation, ParamStore, String, Splits)> {
+    load(spec, device)
+}
+
+/// Positions a scheme adds in front of the input (prompt tuning's virtual tokens).
+fn scheme_extra_tokens(s: &Scheme) -> usize {
+    match s {
+        Scheme::Prompt { n } => *n,
+        _ => 0,
     }
 }
 
@@ -157,8 +509,8 @@ pub fn estimator_name(optimizer: &str) -> &'static str {
 /// (one [`CurvePoint`] a line, flushed as it goes).
 ///
 /// # Errors
-/// Bad input (model files, task data) or an internal failure. A NaN loss is not an error: it
-/// gives status `diverged`.
+/// Bad input (model files, task data, a scheme that does not fit the model) or an internal
+/// failure. A NaN loss is not an error: it gives status `diverged`.
 pub fn run_cell(spec: &CellSpec, run_id: &str, curve_path: &Path) -> anyhow::Result<RunRecord> {
     let t_start = Instant::now();
     let started_at = provenance::now_rfc3339();
@@ -166,72 +518,34 @@ pub fn run_cell(spec: &CellSpec, run_id: &str, curve_path: &Path) -> anyhow::Res
         "flex" => Device::flex(),
         other => anyhow::bail!("backend `{other}` is not built into this binary"),
     };
-    let src = registry::resolve_name(&spec.model).map_err(crate::error::UserError::new)?;
-    let (dir, tok_path) = registry::model_files(&src);
-    let tok = TextTokenizer::from_file(&tok_path)?;
-    let pad = i64::from(tok.pad_id());
-    let split_spec = SplitSpec {
-        num_train: spec.num_train,
-        num_dev: spec.num_dev,
-        num_eval: spec.num_eval,
-        data_seed: spec.data_seed,
-    };
-    let data = zo_tasks::load_task(&spec.task, &spec.data_dir, &split_spec)?;
-    let pooling = Pooling::parse(&spec.pooling).context("pooling")?;
-    let (model, mut store) =
-        SequenceClassifier::load(&dir, data.num_labels(), pooling, spec.seed, &device)?;
+    let (f, mut store, family, splits) = load(spec, &device)?;
     let load_peak = provenance::peak_rss_bytes();
     // Loading holds the file bytes and their f32 copies at once (about 2 x the weights); reset
     // the high-water mark so `peak_mem_bytes` measures evaluation and training.
     let hwm_reset = provenance::reset_peak_rss();
-    let uses_pooler = pooling == Pooling::Pooler;
-    match spec.scheme.as_str() {
-        // Full fine-tuning: every parameter the loss depends on (the pooler only when the
-        // classifier reads it).
-        "ft" => store.set_trainable(|n| uses_pooler || !n.starts_with("pooler.")),
-        "head" => store.set_trainable(|n| HEAD_PARAMS.contains(&n)),
-        other => anyhow::bail!("scheme `{other}` is not implemented"),
-    }
-    // Truncate to what the position table can hold.
-    let max_len = spec
-        .max_length
-        .min(model.encoder.config.max_position_embeddings);
-    let train = tokenize(&tok, &data.train, max_len)?;
-    let dev = tokenize(&tok, &data.dev, max_len)?;
-    let test = tokenize(&tok, &data.test, max_len)?;
-    let vocab = model.encoder.config.vocab_size as i64;
-    for (name, split) in [("train", &train), ("dev", &dev), ("test", &test)] {
-        if let Some(bad) = split
-            .rows
-            .iter()
-            .flatten()
-            .find(|&&id| id < 0 || id >= vocab)
-        {
-            return Err(crate::error::UserError::new(format!(
-                "tokenizer `{}` produced id {bad} on the {name} split, outside the model's vocab_size {vocab} ({}): the tokenizer does not belong to this model",
-                tok_path.display(),
-                dir.join("config.json").display()
-            ))
-            .into());
-        }
-    }
     anyhow::ensure!(
-        !train.rows.is_empty(),
+        f.len(Split::Train) > 0,
         "task `{}` has no training examples",
         spec.task
     );
+    let mut opt = optim::build(&spec.optimizer, &spec.hparams)?;
+    opt.validate(&store)
+        .map_err(|e| UserError::new(format!("{}: {e}", spec.optimizer)))?;
+    let declared_fpps = opt.forward_passes_per_step(&store);
     tracing::info!(
         run_id,
-        train = train.rows.len(),
-        dev = dev.rows.len(),
-        test = test.rows.len(),
+        train = f.len(Split::Train),
+        dev = f.len(Split::Dev),
+        test = f.len(Split::Test),
         trainable = store.num_trainable(),
+        forward_passes_per_step = declared_fpps,
         "cell loaded"
     );
 
     let ebs = spec.eval_batch_size;
-    let zero_shot_acc = evaluate(&model, &store, &test, ebs, pad);
-    let mut best_dev = evaluate(&model, &store, &dev, ebs, pad);
+    let task = spec.task.as_str();
+    let zero_shot = evaluate(&f, &store, &splits, task, Split::Test, ebs)?;
+    let mut best_dev = evaluate(&f, &store, &splits, task, Split::Dev, ebs)?.primary_value();
     let mut best_step = 0usize;
     // Best-on-dev parameters are kept on disk, not in memory, so that keeping them does not
     // inflate the measured peak memory (a ZO cell would otherwise hold its weights twice).
@@ -244,81 +558,88 @@ pub fn run_cell(spec: &CellSpec, run_id: &str, curve_path: &Path) -> anyhow::Res
         std::fs::rename(&tmp, &snapshot_path)?;
         Ok(())
     };
-    save_snapshot(&mut store)?;
-    tracing::info!(zero_shot_acc, dev_acc = best_dev, "step 0");
+    let best_dev_mode = spec.test_at != "final";
+    if best_dev_mode {
+        save_snapshot(&mut store)?;
+    }
+    tracing::info!(
+        zero_shot = zero_shot.primary_value(),
+        dev = best_dev,
+        "step 0"
+    );
 
     let mut curve_file = std::io::BufWriter::new(
         std::fs::File::create(curve_path)
             .with_context(|| format!("creating {}", curve_path.display()))?,
     );
-    let zo = spec.optimizer.starts_with("zo-");
-    let (zo_opt, fo_opt) = match spec.optimizer.as_str() {
-        "zo-sgd" => (
-            Some(ZoSgd {
-                lr: spec.hparams.lr,
-                mu: spec.hparams.mu.context("zo-sgd needs mu")?,
-                q: spec.hparams.q.unwrap_or(1),
-                weight_decay: spec.hparams.weight_decay,
-            }),
-            None,
-        ),
-        "fo-sgd" => (
-            None,
-            Some(FoSgd {
-                lr: spec.hparams.lr,
-                weight_decay: spec.hparams.weight_decay,
-            }),
-        ),
-        other => anyhow::bail!("optimizer `{other}` is not implemented"),
-    };
-    if !zo {
-        store.enable_grad();
-    }
-    let fpps: u64 = if zo {
-        2 * spec.hparams.q.unwrap_or(1) as u64
-    } else {
-        1
-    };
-
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(spec.seed ^ 0xBA7C_4E5);
-    let mut perm: Vec<usize> = (0..train.rows.len()).collect();
+    let n_train = f.len(Split::Train);
+    let mut perm: Vec<usize> = (0..n_train).collect();
     perm.shuffle(&mut rng);
     let mut cursor = 0usize;
     let mut step_times = Vec::with_capacity(spec.steps);
     let mut status = CellStatus::Ok;
     let mut error = None;
+    let mut diverged_at = None;
     let mut last_loss = None;
-    let mut forward_passes = 0u64;
+    let mut jvp_method = None;
+    let (mut forward_passes, mut backward_passes, mut steps_done) = (0u64, 0u64, 0u64);
     for step in 1..=spec.steps {
-        let mut idx = Vec::with_capacity(spec.batch_size);
-        while idx.len() < spec.batch_size {
+        let mut batch = Vec::with_capacity(spec.batch_size);
+        while batch.len() < spec.batch_size {
             if cursor == perm.len() {
                 perm.shuffle(&mut rng);
                 cursor = 0;
             }
-            idx.push(perm[cursor]);
+            batch.push(perm[cursor]);
             cursor += 1;
         }
-        let rows: Vec<Vec<i64>> = idx.iter().map(|&i| train.rows[i].clone()).collect();
-        let labels: Vec<usize> = idx.iter().map(|&i| train.labels[i]).collect();
-        let batch = EncodedBatch::from_rows(&rows, pad);
         let t0 = Instant::now();
-        let loss = if let Some(opt) = &zo_opt {
-            let rep = opt.step(
-                &mut store,
-                spec.seed,
-                step as u64,
-                &mut |ps: &ParamStore| model.loss(ps, &batch, &labels).into_scalar::<f32>(),
-            );
-            rep.loss()
-        } else {
-            let opt = fo_opt.as_ref().expect("fo optimizer");
-            opt.step(&mut store, &mut |ps: &ParamStore| {
-                model.loss(ps, &batch, &labels)
-            })
+        let mut obj = BatchObjective {
+            f: &f,
+            batch: &batch,
+        };
+        let ctx = StepCtx {
+            run_seed: spec.seed,
+            step: step as u64,
+        };
+        let rep = match opt.step(&mut store, ctx, &mut obj) {
+            Ok(r) => r,
+            Err(StepError::Diverged {
+                loss_plus,
+                loss_minus,
+                ..
+            }) => {
+                status = CellStatus::Diverged;
+                error = Some(format!(
+                    "diverged at step {step}: loss_plus = {loss_plus}, loss_minus = {loss_minus}"
+                ));
+                diverged_at = Some(DivergedAt {
+                    step,
+                    loss_plus: vec![loss_plus],
+                    loss_minus: vec![loss_minus],
+                });
+                let point = CurvePoint {
+                    step,
+                    train_loss: f64::NAN,
+                    forward_passes,
+                    dev_acc: None,
+                };
+                writeln!(curve_file, "{}", serde_json::to_string(&point)?)?;
+                break;
+            }
+            Err(StepError::Config(e)) => {
+                return Err(UserError::new(format!("{}: {e}", spec.optimizer)).into());
+            }
         };
         step_times.push(t0.elapsed().as_secs_f64());
-        forward_passes += fpps;
+        steps_done += 1;
+        forward_passes += rep.forward_passes;
+        backward_passes += rep.backward_passes;
+        if let Some(m) = rep.jvp_method {
+            jvp_method = Some(m.to_string());
+        }
+        let loss = rep.loss;
         last_loss = Some(loss as f64);
         let mut point = CurvePoint {
             step,
@@ -329,17 +650,27 @@ pub fn run_cell(spec: &CellSpec, run_id: &str, curve_path: &Path) -> anyhow::Res
         if !loss.is_finite() {
             status = CellStatus::Diverged;
             error = Some(format!("training loss became {loss} at step {step}"));
+            diverged_at = Some(DivergedAt {
+                step,
+                loss_plus: rep.loss_plus.clone(),
+                loss_minus: rep.loss_minus.clone(),
+            });
             writeln!(curve_file, "{}", serde_json::to_string(&point)?)?;
             break;
         }
         if step % spec.eval_every == 0 || step == spec.steps {
-            let acc = evaluate(&model, &store.detached(), &dev, ebs, pad);
+            let acc =
+                evaluate(&f, &store.detached(), &splits, task, Split::Dev, ebs)?.primary_value();
             point.dev_acc = Some(acc);
-            tracing::info!(step, loss, dev_acc = acc, "eval");
-            if acc > best_dev {
-                best_dev = acc;
-                best_step = step;
-                save_snapshot(&mut store)?;
+            tracing::info!(step, loss, dev = acc, "eval");
+            if acc > best_dev || !best_dev_mode {
+                if acc > best_dev {
+                    best_dev = acc;
+                    best_step = step;
+                }
+                if best_dev_mode {
+                    save_snapshot(&mut store)?;
+                }
             }
         }
         writeln!(curve_file, "{}", serde_json::to_string(&point)?)?;
@@ -348,39 +679,54 @@ pub fn run_cell(spec: &CellSpec, run_id: &str, curve_path: &Path) -> anyhow::Res
         }
     }
     curve_file.flush()?;
-    // Test accuracy of the parameters that were best on dev.
     let trainable = store.num_trainable() as u64;
-    {
+    if best_dev_mode {
+        // Test metrics of the parameters that were best on dev.
         let mut r = std::io::BufReader::new(std::fs::File::open(&snapshot_path)?);
         store.read_trainable(&mut r)?;
+        drop(r);
+        std::fs::remove_file(&snapshot_path).ok();
     }
-    std::fs::remove_file(&snapshot_path).ok();
-    let test_acc = evaluate(&model, &store.detached(), &test, ebs, pad);
-    tracing::info!(test_acc, best_dev, best_step, "done");
+    let test = evaluate(&f, &store.detached(), &splits, task, Split::Test, ebs)?;
+    tracing::info!(test = test.primary_value(), best_dev, best_step, "done");
 
     let mut sorted = step_times.clone();
     sorted.sort_by(f64::total_cmp);
     let mut mem_breakdown = BTreeMap::new();
     mem_breakdown.insert("weights".to_string(), store.bytes());
-    mem_breakdown.insert("optimizer_state".to_string(), 0);
+    mem_breakdown.insert("optimizer_state".to_string(), opt.state_bytes());
     if let Some(b) = load_peak {
         mem_breakdown.insert("load_peak_rss".to_string(), b);
     }
-    if !zo {
+    if backward_passes > 0 {
         mem_breakdown.insert("gradients".to_string(), trainable * 4);
     }
-    let (n_train, n_dev, n_test) = data.counts();
+    let (n_tr, n_dev, n_test) = splits.counts();
+    let to_map = |m: &zo_tasks::Metrics| -> BTreeMap<String, f64> {
+        m.values.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    };
     let mut rec = failed_record(spec, run_id, status, String::new(), 0.0, started_at);
     rec.error = error;
-    rec.family = Some(model.encoder.config.model_type.clone());
-    rec.zero_shot_acc = Some(zero_shot_acc);
-    rec.majority_acc = Some(majority_acc(&train.labels, &test.labels));
+    rec.diverged_at = diverged_at;
+    rec.estimator = opt.estimator().to_string();
+    rec.family = Some(family);
+    rec.metric = Some(test.primary.to_string());
+    rec.test_metrics = to_map(&test);
+    rec.zero_shot_metrics = to_map(&zero_shot);
+    rec.zero_shot_acc = Some(zero_shot.primary_value());
+    rec.majority_acc = Some(majority(&f, &splits, task)?.primary_value());
     rec.best_dev_acc = Some(best_dev);
-    rec.best_step = Some(best_step);
-    rec.test_acc = Some(test_acc);
+    rec.best_step = Some(if best_dev_mode {
+        best_step
+    } else {
+        steps_done as usize
+    });
+    rec.test_acc = Some(test.primary_value());
     rec.final_train_loss = last_loss;
     rec.trainable_params = Some(trainable);
     rec.total_params = Some(store.num_params() as u64);
+    rec.truncated_rows = Some(f.truncated());
+    rec.jvp_method = jvp_method;
     rec.peak_mem_bytes = provenance::peak_rss_bytes();
     rec.mem_method = if hwm_reset {
         "VmHWM after load".into()
@@ -391,9 +737,22 @@ pub fn run_cell(spec: &CellSpec, run_id: &str, curve_path: &Path) -> anyhow::Res
     rec.time_per_step_s = percentile(&sorted, 0.5);
     rec.time_per_step_p10_s = percentile(&sorted, 0.1);
     rec.time_per_step_p90_s = percentile(&sorted, 0.9);
-    rec.forward_passes_per_step = Some(fpps as f64);
+    // Counted, not declared: the optimizer reports the objective calls of every step.
+    let per = |n: u64| {
+        if steps_done > 0 {
+            n as f64 / steps_done as f64
+        } else {
+            declared_fpps as f64
+        }
+    };
+    rec.forward_passes_per_step = Some(per(forward_passes));
+    rec.backward_passes_per_step = Some(if steps_done > 0 {
+        backward_passes as f64 / steps_done as f64
+    } else {
+        0.0
+    });
     rec.total_forward_passes = Some(forward_passes);
-    rec.num_train = Some(n_train);
+    rec.num_train = Some(n_tr);
     rec.num_dev = Some(n_dev);
     rec.num_eval = Some(n_test);
     rec.wall_s = t_start.elapsed().as_secs_f64();

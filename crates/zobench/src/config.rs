@@ -3,10 +3,11 @@
 //! ```toml
 //! name = "default"                 # results/<name>/, reports/<name>/
 //! [grid]                           # the axes; every combination is one cell
-//! model = ["minilm-l6"]            # registry name or a path to an HF folder
+//! model = ["minilm-l6"]            # registry name, a path to an HF folder or a .gguf file
 //! task = ["sst2"]
-//! scheme = ["ft", "head"]
-//! optimizer = ["zo-sgd", "fo-sgd"]
+//! scheme = ["ft", "head"]          # ft | head | lora | prefix | prompt
+//! optimizer = ["zo-sgd", "fo-sgd"] # `zobench ls optimizers`
+//! template = ["mezo"]              # prompt template of causal-LM cells (`zobench ls templates`)
 //! seed = [0]
 //! [settings]                       # shared by all cells
 //! steps = 300
@@ -15,33 +16,60 @@
 //! num_train = 1000
 //! num_dev = 200
 //! num_eval = 872
-//! [optimizer.zo-sgd]               # hyper-parameter axes of one optimizer
+//! [optimizer.zo-sgd]               # hyper-parameter axes of one optimizer (scalar or list)
 //! lr = [1e-5]
 //! mu = [1e-3]
 //! [optimizer.zo-sgd.scheme.head]   # per-scheme override of any axis
 //! lr = [1e-2]
 //! steps = [600]                    # `steps` may be overridden per optimizer / scheme
+//! [scheme.lora]                    # scheme options (LoRA r / alpha / targets, prefix and
+//! r = 8                            # prompt token counts)
+//! [[exclude]]                      # drop combinations (every given key must match)
+//! scheme = "head"
+//! optimizer = ["fo-adam"]
+//! [[include]]                      # add combinations outside the product (lists expand)
+//! model = "bert-tiny"
+//! task = "sst2"
+//! scheme = "ft"
+//! optimizer = "zo-adam"
+//! [search]                         # grid (default) or a budgeted random search
+//! mode = "random"                  # per (model, task, scheme, optimizer): `budget` settings
+//! budget = 4
 //! ```
 //!
-//! Unknown keys are errors (with "did you mean" suggestions); so are unknown axis values.
+//! Unknown keys are errors (with "did you mean" suggestions); so are unknown axis values and a
+//! hyper-parameter that the optimizer does not have.
 
 use crate::error::{UserError, did_you_mean};
+use crate::optim;
 use crate::record::HParams;
 use crate::registry;
+use rand::SeedableRng;
+use rand::seq::IndexedRandom;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// Fine-tuning schemes of this version: `ft` (all parameters) and `head` (the classification
-/// head only).
-pub const SCHEMES: &[&str] = &["ft", "head"];
-/// Optimizers of this version.
-pub const OPTIMIZERS: &[&str] = &["zo-sgd", "fo-sgd"];
+/// Fine-tuning schemes: `ft` (all parameters), `head` (the classification head of an encoder,
+/// a linear probe), `lora`, `prefix`, `prompt`.
+pub const SCHEMES: &[&str] = &["ft", "head", "lora", "prefix", "prompt"];
 /// Backends of this build.
 pub const BACKENDS: &[&str] = &["flex"];
 /// Pooling modes of the encoder classifier.
 pub const POOLINGS: &[&str] = &["mean", "cls", "pooler"];
+/// Parameter precisions of this build (the store holds f32).
+pub const PRECISIONS: &[&str] = &["f32"];
+/// When the test split is evaluated: at the best-dev step or after the last step.
+pub const TEST_AT: &[&str] = &["best-dev", "final"];
+/// Training losses of causal-LM cells (`auto` = the task's default).
+pub const LOSSES: &[&str] = &["auto", "candidate-ce", "gold-lm"];
+/// Keys of a `[scheme.<name>]` table.
+pub const SCHEME_KEYS: &[(&str, &[&str])] = &[
+    ("lora", &["r", "alpha", "targets"]),
+    ("prefix", &["tokens"]),
+    ("prompt", &["tokens"]),
+];
 
 /// The whole config file.
 #[derive(Debug, Clone, Deserialize)]
@@ -56,24 +84,72 @@ pub struct SweepConfig {
     /// Hyper-parameter axes per optimizer (key: optimizer name).
     #[serde(default)]
     pub optimizer: BTreeMap<String, OptimizerAxes>,
+    /// Options per scheme (key: scheme name; see [`SCHEME_KEYS`]).
+    #[serde(default)]
+    pub scheme: BTreeMap<String, BTreeMap<String, toml::Value>>,
+    /// Combinations to drop: each table matches a cell when every key it names matches.
+    #[serde(default)]
+    pub exclude: Vec<BTreeMap<String, toml::Value>>,
+    /// Extra combinations: each table gives every axis but `template`/`seed` (defaults: the
+    /// grid's), lists expand.
+    #[serde(default)]
+    pub include: Vec<BTreeMap<String, toml::Value>>,
+    /// Hyper-parameter search.
+    #[serde(default)]
+    pub search: Search,
+}
+
+/// `[search]`: how hyper-parameter settings are chosen per (model, task, scheme, optimizer).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Search {
+    /// `grid` (every setting) or `random` (`budget` settings drawn without replacement).
+    #[serde(default = "d_mode")]
+    pub mode: String,
+    /// Settings per group in random mode.
+    #[serde(default)]
+    pub budget: Option<usize>,
+    /// Seed of the random draw.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn d_mode() -> String {
+    "grid".into()
+}
+
+impl Default for Search {
+    fn default() -> Self {
+        Self {
+            mode: d_mode(),
+            budget: None,
+            seed: 0,
+        }
+    }
 }
 
 /// Grid axes.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Grid {
-    /// Models: registry names (`zobench ls models`) or paths to HF folders.
+    /// Models: registry names (`zobench ls models`), HF folders or `.gguf` files.
     pub model: Vec<String>,
-    /// Tasks (`sst2`).
+    /// Tasks (`zobench ls tasks`).
     pub task: Vec<String>,
-    /// Fine-tuning schemes (`ft`, `head`).
+    /// Fine-tuning schemes.
     pub scheme: Vec<String>,
-    /// Optimizers (`zo-sgd`, `fo-sgd`).
+    /// Optimizers (`zobench ls optimizers`).
     pub optimizer: Vec<String>,
+    /// Prompt templates of causal-LM cells (`mezo`, `none`); recorded for every cell.
+    #[serde(default = "d_templates")]
+    pub template: Vec<String>,
     /// Training seeds.
     pub seed: Vec<u64>,
 }
 
+fn d_templates() -> Vec<String> {
+    vec!["mezo".into()]
+}
 fn d_eval_batch() -> usize {
     64
 }
@@ -85,6 +161,15 @@ fn d_pooling() -> String {
 }
 fn d_backend() -> String {
     "flex".into()
+}
+fn d_precision() -> String {
+    "f32".into()
+}
+fn d_test_at() -> String {
+    "best-dev".into()
+}
+fn d_loss() -> String {
+    "auto".into()
 }
 fn d_threads() -> usize {
     std::thread::available_parallelism()
@@ -117,7 +202,7 @@ pub struct Settings {
     /// Examples per evaluation forward pass.
     #[serde(default = "d_eval_batch")]
     pub eval_batch_size: usize,
-    /// Truncation length in tokens.
+    /// Truncation length in tokens (causal LMs: from the left of the context).
     #[serde(default = "d_max_length")]
     pub max_length: usize,
     /// Pooling of the encoder classifier (`mean`, `cls`, `pooler`).
@@ -126,33 +211,36 @@ pub struct Settings {
     /// Compute backend (`flex`).
     #[serde(default = "d_backend")]
     pub backend: String,
+    /// Parameter precision (`f32`).
+    #[serde(default = "d_precision")]
+    pub precision: String,
     /// Worker threads per cell.
     #[serde(default = "d_threads")]
     pub threads: usize,
     /// Wall-time limit per cell in seconds (none if absent).
     #[serde(default)]
     pub timeout_s: Option<f64>,
+    /// `best-dev` (default): test at the step with the best dev score; `final`: after the
+    /// last step.
+    #[serde(default = "d_test_at")]
+    pub test_at: String,
+    /// Training loss of causal-LM cells: `auto` (the task's default), `candidate-ce`, `gold-lm`.
+    #[serde(default = "d_loss")]
+    pub loss: String,
     /// Folder holding the task data (`sst2/`, …); relative paths are relative to the config
     /// file. Default: the project's `data/`.
     #[serde(default = "d_data_dir")]
     pub data_dir: PathBuf,
 }
 
-/// Hyper-parameter axes of one optimizer; every list is an axis of the grid.
+/// Hyper-parameter axes of one optimizer: every key (`lr`, `mu`, `q`, …; see
+/// `zobench ls optimizers`) holds a value or a list of values (an axis); `steps` overrides
+/// `settings.steps`; `scheme.<name>` tables override axes for one scheme.
 #[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
 pub struct OptimizerAxes {
-    /// Learning rates η.
-    pub lr: Option<Vec<f64>>,
-    /// Perturbation scales μ (ZO only).
-    pub mu: Option<Vec<f64>>,
-    /// Query directions q (ZO only).
-    pub q: Option<Vec<usize>>,
-    /// Weight decays λ.
-    pub weight_decay: Option<Vec<f64>>,
-    /// Training steps (overrides `settings.steps`; ZO methods usually need more steps than
-    /// first-order ones for the same progress).
-    pub steps: Option<Vec<usize>>,
+    /// Axis values by hyper-parameter name.
+    #[serde(flatten)]
+    pub axes: BTreeMap<String, toml::Value>,
     /// Per-scheme overrides (key: scheme name).
     #[serde(default)]
     pub scheme: BTreeMap<String, OptimizerAxes>,
@@ -170,8 +258,12 @@ pub struct CellSpec {
     pub task: String,
     /// Scheme name.
     pub scheme: String,
+    /// Scheme options (`r`, `alpha`, `targets`, `tokens`), only those of this scheme.
+    pub scheme_options: BTreeMap<String, serde_json::Value>,
     /// Optimizer name.
     pub optimizer: String,
+    /// Prompt template.
+    pub template: String,
     /// Hyper-parameters.
     pub hparams: HParams,
     /// Training seed.
@@ -198,6 +290,12 @@ pub struct CellSpec {
     pub pooling: String,
     /// Backend.
     pub backend: String,
+    /// Precision.
+    pub precision: String,
+    /// `best-dev` or `final`.
+    pub test_at: String,
+    /// Causal-LM training loss (`auto`, `candidate-ce`, `gold-lm`).
+    pub loss: String,
     /// Threads.
     pub threads: usize,
     /// Wall-time limit (seconds; not part of the run id).
@@ -224,10 +322,21 @@ impl CellSpec {
 
     /// A short human label: `model/task/scheme/optimizer lr=… seed=…`.
     pub fn label(&self) -> String {
+        let lr = self
+            .hparams
+            .get("lr")
+            .and_then(|v| v.as_f64())
+            .map(|x| format!(" lr={x:e}"))
+            .unwrap_or_default();
         format!(
-            "{}/{}/{}/{} lr={:e} seed={}",
-            self.model, self.task, self.scheme, self.optimizer, self.hparams.lr, self.seed
+            "{}/{}/{}/{}{lr} seed={}",
+            self.model, self.task, self.scheme, self.optimizer, self.seed
         )
+    }
+
+    /// A hyper-parameter as f64 (`None` if absent or not a number).
+    pub fn hp_f64(&self, key: &str) -> Option<f64> {
+        self.hparams.get(key).and_then(|v| v.as_f64())
     }
 }
 
@@ -257,15 +366,21 @@ fn check_values(
     Ok(())
 }
 
-/// Default hyper-parameter axes of an optimizer under a scheme (used for any axis the config
-/// leaves out). PEFT-like schemes (`head`) take larger learning rates.
-fn default_axes(optimizer: &str, scheme: &str) -> (Vec<f64>, Vec<f64>, Vec<usize>) {
-    match (optimizer, scheme) {
-        ("zo-sgd", "head") => (vec![1e-2], vec![1e-3], vec![1]),
-        ("zo-sgd", _) => (vec![1e-6], vec![1e-3], vec![1]),
-        (_, "head") => (vec![1e-1], vec![], vec![]),
-        _ => (vec![1e-4], vec![], vec![]),
+/// A TOML scalar or list as a list of JSON values.
+fn as_list(v: &toml::Value) -> Vec<serde_json::Value> {
+    let one = |x: &toml::Value| serde_json::to_value(x).unwrap_or(serde_json::Value::Null);
+    match v {
+        toml::Value::Array(a) => a.iter().map(one).collect(),
+        x => vec![one(x)],
     }
+}
+
+/// A TOML scalar or list of strings as strings (`None` if an element is not a string).
+fn as_strings(v: &toml::Value) -> Option<Vec<String>> {
+    as_list(v)
+        .into_iter()
+        .map(|x| x.as_str().map(String::from))
+        .collect()
 }
 
 /// Checks one optimizer table (or one per-scheme override of it).
@@ -275,41 +390,26 @@ fn check_axes(
     optimizer: &str,
     a: &OptimizerAxes,
 ) -> Result<(), UserError> {
-    let err = |msg: String| {
-        Err(UserError::new(format!(
-            "{}: `[{table}]`: {msg}",
-            file.display()
-        )))
-    };
-    if optimizer.starts_with("fo-") && (a.mu.is_some() || a.q.is_some()) {
-        return err("`mu` and `q` belong to zeroth-order optimizers; remove them".into());
-    }
-    for (k, v, strictly_positive) in [
-        ("lr", &a.lr, false),
-        ("mu", &a.mu, true),
-        ("weight_decay", &a.weight_decay, false),
-    ] {
-        if let Some(v) = v {
-            if v.is_empty()
-                || v.iter()
-                    .any(|x| !x.is_finite() || *x < 0.0 || (strictly_positive && *x == 0.0))
-            {
-                let what = if strictly_positive {
-                    "positive"
-                } else {
-                    "non-negative"
-                };
-                return err(format!(
-                    "`{k}` must be a non-empty list of finite {what} numbers, got {v:?}"
-                ));
-            }
+    for (k, v) in &a.axes {
+        let vals = as_list(v);
+        if vals.is_empty() {
+            return Err(UserError::new(format!(
+                "{}: `[{table}]`: `{k}` is an empty list; give at least one value",
+                file.display()
+            )));
         }
-    }
-    for (k, v) in [("q", &a.q), ("steps", &a.steps)] {
-        if v.as_ref().is_some_and(|v| v.is_empty() || v.contains(&0)) {
-            return err(format!(
-                "`{k}` must be a non-empty list of positive integers"
-            ));
+        if k == "steps" {
+            if vals.iter().any(|x| x.as_u64().is_none_or(|n| n == 0)) {
+                return Err(UserError::new(format!(
+                    "{}: `[{table}]`: `steps` must be positive integers, got {v}",
+                    file.display()
+                )));
+            }
+            continue;
+        }
+        for x in &vals {
+            optim::check_hparam(optimizer, k, x)
+                .map_err(|e| UserError::new(format!("{}: `[{table}]`: {e}", file.display())))?;
         }
     }
     Ok(())
@@ -394,45 +494,46 @@ impl SweepConfig {
 
     fn validate(&self, file: &Path) -> Result<(), UserError> {
         let g = &self.grid;
+        let err = |msg: String| Err(UserError::new(format!("{}: {msg}", file.display())));
         if self.name.is_empty() || self.name.contains(['/', '\\']) || self.name.starts_with('.') {
-            return Err(UserError::new(format!(
-                "{}: `name` must be a plain folder name, got `{}`",
-                file.display(),
+            return err(format!(
+                "`name` must be a plain folder name, got `{}`",
                 self.name
-            )));
-        }
-        for m in &g.model {
-            registry::resolve_name(m)
-                .map_err(|e| UserError::new(format!("{}: `grid.model`: {e}", file.display())))?;
+            ));
         }
         if g.model.is_empty() {
-            return Err(UserError::new(format!(
-                "{}: `grid.model` is empty",
-                file.display()
-            )));
+            return err("`grid.model` is empty".into());
+        }
+        for m in &g.model {
+            // A path is checked when a sweep loads it (paper-scale grids name checkpoints that
+            // only exist on GPU machines); a registry name must be known.
+            if !registry::is_path(m) {
+                registry::resolve_name(m).map_err(|e| {
+                    UserError::new(format!("{}: `grid.model`: {e}", file.display()))
+                })?;
+            }
         }
         check_values(file, "grid.task", &g.task, zo_tasks::TASKS)?;
         check_values(file, "grid.scheme", &g.scheme, SCHEMES)?;
-        check_values(file, "grid.optimizer", &g.optimizer, OPTIMIZERS)?;
-        if g.seed.is_empty() {
-            return Err(UserError::new(format!(
-                "{}: `grid.seed` is empty",
-                file.display()
-            )));
+        let opt_names = optim::names();
+        check_values(file, "grid.optimizer", &g.optimizer, &opt_names)?;
+        for t in &g.task {
+            let valid = zo_tasks::templates(t);
+            check_values(file, "grid.template", &g.template, valid)?;
         }
-        check_values(
-            file,
-            "settings.backend",
-            std::slice::from_ref(&self.settings.backend),
-            BACKENDS,
-        )?;
-        check_values(
-            file,
-            "settings.pooling",
-            std::slice::from_ref(&self.settings.pooling),
-            POOLINGS,
-        )?;
+        if g.seed.is_empty() {
+            return err("`grid.seed` is empty".into());
+        }
         let s = &self.settings;
+        for (key, v, valid) in [
+            ("settings.backend", &s.backend, BACKENDS),
+            ("settings.pooling", &s.pooling, POOLINGS),
+            ("settings.precision", &s.precision, PRECISIONS),
+            ("settings.test_at", &s.test_at, TEST_AT),
+            ("settings.loss", &s.loss, LOSSES),
+        ] {
+            check_values(file, key, std::slice::from_ref(v), valid)?;
+        }
         for (k, v) in [
             ("num_train", s.num_train),
             ("num_dev", s.num_dev),
@@ -445,28 +546,23 @@ impl SweepConfig {
             ("max_length", s.max_length),
         ] {
             if v == 0 {
-                return Err(UserError::new(format!(
-                    "{}: `settings.{k}` must be at least 1",
-                    file.display()
-                )));
+                return err(format!("`settings.{k}` must be at least 1"));
             }
         }
         if let Some(t) = s.timeout_s {
             if !(t.is_finite() && t > 0.0) {
-                return Err(UserError::new(format!(
-                    "{}: `settings.timeout_s` must be a positive number of seconds, got {t}",
-                    file.display()
-                )));
+                return err(format!(
+                    "`settings.timeout_s` must be a positive number of seconds, got {t}"
+                ));
             }
         }
         for (name, axes) in &self.optimizer {
-            if !OPTIMIZERS.contains(&name.as_str()) {
-                return Err(UserError::new(format!(
-                    "{}: `[optimizer.{name}]`: unknown optimizer{}; valid: {}",
-                    file.display(),
-                    did_you_mean(name, OPTIMIZERS),
-                    OPTIMIZERS.join(", ")
-                )));
+            if !opt_names.contains(&name.as_str()) {
+                return err(format!(
+                    "`[optimizer.{name}]`: unknown optimizer{}; valid: {}",
+                    did_you_mean(name, &opt_names),
+                    opt_names.join(", ")
+                ));
             }
             for sch in axes.scheme.keys() {
                 check_values(
@@ -484,92 +580,279 @@ impl SweepConfig {
                 check_axes(file, &table, name, sub)?;
             }
         }
+        for (sch, opts) in &self.scheme {
+            let Some((_, keys)) = SCHEME_KEYS.iter().find(|(n, _)| n == sch) else {
+                let names: Vec<&str> = SCHEME_KEYS.iter().map(|(n, _)| *n).collect();
+                return err(format!(
+                    "`[scheme.{sch}]`: no options for this scheme{}; schemes with options: {}",
+                    did_you_mean(sch, &names),
+                    names.join(", ")
+                ));
+            };
+            for (k, v) in opts {
+                if !keys.contains(&k.as_str()) {
+                    return err(format!(
+                        "`[scheme.{sch}]`: unknown key `{k}`{}; valid: {}",
+                        did_you_mean(k, keys),
+                        keys.join(", ")
+                    ));
+                }
+                let ok = match k.as_str() {
+                    "targets" => as_strings(v).is_some_and(|t| !t.is_empty()),
+                    "alpha" => v
+                        .as_float()
+                        .or(v.as_integer().map(|i| i as f64))
+                        .is_some_and(|x| x > 0.0),
+                    "tokens" => v.as_integer().is_some_and(|n| n >= 0),
+                    _ => v.as_integer().is_some_and(|n| n > 0),
+                };
+                if !ok {
+                    return err(format!(
+                        "`[scheme.{sch}]`: `{k}` = {v} is not valid (r: positive integer, alpha: positive number, tokens: integer ≥ 0, targets: non-empty list of parameter-path patterns)"
+                    ));
+                }
+            }
+        }
+        let axis_keys = ["model", "task", "scheme", "optimizer", "template", "seed"];
+        for (what, rules) in [("exclude", &self.exclude), ("include", &self.include)] {
+            for (i, r) in rules.iter().enumerate() {
+                if r.is_empty() {
+                    return err(format!("`[[{what}]]` #{}: empty table", i + 1));
+                }
+                for k in r.keys() {
+                    if !axis_keys.contains(&k.as_str()) {
+                        return err(format!(
+                            "`[[{what}]]` #{}: unknown axis `{k}`{}; axes: {}",
+                            i + 1,
+                            did_you_mean(k, &axis_keys),
+                            axis_keys.join(", ")
+                        ));
+                    }
+                }
+                if what == "include" {
+                    for k in ["model", "task", "scheme", "optimizer"] {
+                        if !r.contains_key(k) {
+                            return err(format!(
+                                "`[[include]]` #{}: give `{k}` (an include adds whole combinations)",
+                                i + 1
+                            ));
+                        }
+                    }
+                    let list = |k: &str| as_strings(&r[k]).unwrap_or_default();
+                    check_values(file, "include.task", &list("task"), zo_tasks::TASKS)?;
+                    check_values(file, "include.scheme", &list("scheme"), SCHEMES)?;
+                    check_values(file, "include.optimizer", &list("optimizer"), &opt_names)?;
+                    for m in list("model").into_iter().filter(|m| !registry::is_path(m)) {
+                        registry::resolve_name(&m).map_err(|e| {
+                            UserError::new(format!("{}: `include.model`: {e}", file.display()))
+                        })?;
+                    }
+                }
+            }
+        }
+        match (self.search.mode.as_str(), self.search.budget) {
+            ("grid", None) => {}
+            ("grid", Some(_)) => {
+                return err("`search.budget` applies to `mode = \"random\"` only".into());
+            }
+            ("random", Some(b)) if b > 0 => {}
+            ("random", _) => {
+                return err(
+                    "`search.mode = \"random\"` needs `budget` ≥ 1 (settings per group)".into(),
+                );
+            }
+            (m, _) => {
+                return err(format!(
+                    "`search.mode`: unknown value `{m}`{}; valid: grid, random",
+                    did_you_mean(m, &["grid", "random"])
+                ));
+            }
+        }
+        if self.expand().is_empty() {
+            return err(
+                "the grid is empty after `[[exclude]]` rules; remove a rule or add values".into(),
+            );
+        }
         Ok(())
     }
 
-    /// Expands the grid into cells, in a stable order (model, task, scheme, optimizer,
-    /// hyper-parameters, seed).
-    pub fn expand(&self) -> Vec<CellSpec> {
+    /// The (model, task, scheme, optimizer, template) combinations: the grid's product plus
+    /// `[[include]]`s, minus `[[exclude]]`s, each paired with its seeds.
+    fn combinations(&self) -> Vec<([String; 5], Vec<u64>)> {
         let g = &self.grid;
-        let s = &self.settings;
-        let mut cells = Vec::new();
-        let fingerprints: BTreeMap<&String, String> = g
-            .task
-            .iter()
-            .map(|t| (t, data_fingerprint(t, &s.data_dir)))
-            .collect();
-        for model in &g.model {
-            for task in &g.task {
-                for scheme in &g.scheme {
-                    for opt in &g.optimizer {
-                        let base = self.optimizer.get(opt).cloned().unwrap_or_default();
-                        let over = base.scheme.get(scheme).cloned().unwrap_or_default();
-                        let (dlr, dmu, dq) = default_axes(opt, scheme);
-                        let zo = opt.starts_with("zo-");
-                        let lrs = over.lr.or(base.lr).unwrap_or(dlr);
-                        let mus: Vec<Option<f64>> = if zo {
-                            over.mu
-                                .or(base.mu)
-                                .unwrap_or(dmu)
-                                .into_iter()
-                                .map(Some)
-                                .collect()
-                        } else {
-                            vec![None]
-                        };
-                        let qs: Vec<Option<usize>> = if zo {
-                            over.q
-                                .or(base.q)
-                                .unwrap_or(dq)
-                                .into_iter()
-                                .map(Some)
-                                .collect()
-                        } else {
-                            vec![None]
-                        };
-                        let wds = over.weight_decay.or(base.weight_decay).unwrap_or(vec![0.0]);
-                        let steps_axis = over.steps.or(base.steps).unwrap_or(vec![s.steps]);
-                        for &steps in &steps_axis {
-                            for &lr in &lrs {
-                                for &mu in &mus {
-                                    for &q in &qs {
-                                        for &wd in &wds {
-                                            for &seed in &g.seed {
-                                                cells.push(CellSpec {
-                                                    sweep: self.name.clone(),
-                                                    model: model.clone(),
-                                                    task: task.clone(),
-                                                    scheme: scheme.clone(),
-                                                    optimizer: opt.clone(),
-                                                    hparams: HParams {
-                                                        lr,
-                                                        mu,
-                                                        q,
-                                                        weight_decay: wd,
-                                                    },
-                                                    seed,
-                                                    data_seed: s.data_seed,
-                                                    steps,
-                                                    batch_size: s.batch_size,
-                                                    eval_every: s.eval_every,
-                                                    num_train: s.num_train,
-                                                    num_dev: s.num_dev,
-                                                    num_eval: s.num_eval,
-                                                    eval_batch_size: s.eval_batch_size,
-                                                    max_length: s.max_length,
-                                                    pooling: s.pooling.clone(),
-                                                    backend: s.backend.clone(),
-                                                    threads: s.threads,
-                                                    timeout_s: s.timeout_s,
-                                                    data_dir: s.data_dir.clone(),
-                                                    data_sha256: fingerprints[task].clone(),
-                                                });
-                                            }
-                                        }
-                                    }
-                                }
+        let mut out: Vec<([String; 5], Vec<u64>)> = Vec::new();
+        let mut push = |combo: [String; 5], seeds: &Vec<u64>| {
+            if let Some(e) = out.iter_mut().find(|(c, _)| *c == combo) {
+                for s in seeds {
+                    if !e.1.contains(s) {
+                        e.1.push(*s);
+                    }
+                }
+            } else {
+                out.push((combo, seeds.clone()));
+            }
+        };
+        for m in &g.model {
+            for t in &g.task {
+                for s in &g.scheme {
+                    for o in &g.optimizer {
+                        for tp in &g.template {
+                            push(
+                                [m.clone(), t.clone(), s.clone(), o.clone(), tp.clone()],
+                                &g.seed,
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        for inc in &self.include {
+            let list = |k: &str, d: &Vec<String>| {
+                inc.get(k).and_then(as_strings).unwrap_or_else(|| d.clone())
+            };
+            let seeds: Vec<u64> = inc
+                .get("seed")
+                .map(|v| as_list(v).iter().filter_map(|x| x.as_u64()).collect())
+                .unwrap_or_else(|| g.seed.clone());
+            for m in list("model", &vec![]) {
+                for t in list("task", &vec![]) {
+                    for s in list("scheme", &vec![]) {
+                        for o in list("optimizer", &vec![]) {
+                            for tp in list("template", &g.template) {
+                                push(
+                                    [m.clone(), t.clone(), s.clone(), o.clone(), tp.clone()],
+                                    &seeds,
+                                );
                             }
                         }
+                    }
+                }
+            }
+        }
+        let names = ["model", "task", "scheme", "optimizer", "template"];
+        let mut result = Vec::new();
+        for (combo, seeds) in out {
+            let mut kept = vec![];
+            for seed in seeds {
+                let excluded = self.exclude.iter().any(|rule| {
+                    rule.iter().all(|(k, v)| {
+                        let vals = as_list(v);
+                        if k == "seed" {
+                            return vals.iter().any(|x| x.as_u64() == Some(seed));
+                        }
+                        let i = names.iter().position(|n| n == k).expect("validated axis");
+                        vals.iter().any(|x| x.as_str() == Some(combo[i].as_str()))
+                    })
+                });
+                if !excluded {
+                    kept.push(seed);
+                }
+            }
+            if !kept.is_empty() {
+                result.push((combo, kept));
+            }
+        }
+        result
+    }
+
+    /// Expands the grid into cells, in a stable order (combination, steps, hyper-parameter
+    /// setting, seed). Hyper-parameter axes: the optimizer table's, overridden per scheme,
+    /// filled from the optimizer's defaults for the scheme; in random search, `budget` settings
+    /// per combination are drawn (the same settings for every seed).
+    pub fn expand(&self) -> Vec<CellSpec> {
+        let s = &self.settings;
+        let mut cells = Vec::new();
+        let mut fingerprints: BTreeMap<String, String> = BTreeMap::new();
+        for (combo, seeds) in self.combinations() {
+            let [model, task, scheme, opt, template] = combo;
+            let fp = fingerprints
+                .entry(task.clone())
+                .or_insert_with(|| data_fingerprint(&task, &s.data_dir))
+                .clone();
+            let base = self.optimizer.get(&opt).cloned().unwrap_or_default();
+            let over = base.scheme.get(&scheme).cloned().unwrap_or_default();
+            let mut axes: BTreeMap<String, Vec<serde_json::Value>> =
+                optim::default_axes(&opt, &scheme);
+            for (k, v) in base.axes.iter().chain(over.axes.iter()) {
+                axes.insert(k.clone(), as_list(v));
+            }
+            let steps_axis: Vec<usize> = axes
+                .remove("steps")
+                .map(|v| {
+                    v.iter()
+                        .filter_map(|x| x.as_u64())
+                        .map(|x| x as usize)
+                        .collect()
+                })
+                .unwrap_or_else(|| vec![s.steps]);
+            let mut settings: Vec<HParams> = vec![HParams::new()];
+            for (k, vals) in &axes {
+                settings = settings
+                    .into_iter()
+                    .flat_map(|hp| {
+                        vals.iter().map(move |v| {
+                            let mut h = hp.clone();
+                            h.insert(k.clone(), v.clone());
+                            h
+                        })
+                    })
+                    .collect();
+            }
+            if let (Some(budget), "random") = (self.search.budget, self.search.mode.as_str()) {
+                let group = format!("{model}/{task}/{scheme}/{opt}/{template}");
+                let seed = self.search.seed
+                    ^ u64::from_le_bytes(
+                        Sha256::digest(group.as_bytes())[..8]
+                            .try_into()
+                            .expect("8 bytes"),
+                    );
+                let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(seed);
+                settings = settings
+                    .choose_multiple(&mut rng, budget.min(settings.len()))
+                    .cloned()
+                    .collect();
+            }
+            let scheme_options: BTreeMap<String, serde_json::Value> = self
+                .scheme
+                .get(&scheme)
+                .map(|t| {
+                    t.iter()
+                        .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or_default()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            for &steps in &steps_axis {
+                for hp in &settings {
+                    for &seed in &seeds {
+                        cells.push(CellSpec {
+                            sweep: self.name.clone(),
+                            model: model.clone(),
+                            task: task.clone(),
+                            scheme: scheme.clone(),
+                            scheme_options: scheme_options.clone(),
+                            optimizer: opt.clone(),
+                            template: template.clone(),
+                            hparams: hp.clone(),
+                            seed,
+                            data_seed: s.data_seed,
+                            steps,
+                            batch_size: s.batch_size,
+                            eval_every: s.eval_every,
+                            num_train: s.num_train,
+                            num_dev: s.num_dev,
+                            num_eval: s.num_eval,
+                            eval_batch_size: s.eval_batch_size,
+                            max_length: s.max_length,
+                            pooling: s.pooling.clone(),
+                            backend: s.backend.clone(),
+                            precision: s.precision.clone(),
+                            test_at: s.test_at.clone(),
+                            loss: s.loss.clone(),
+                            threads: s.threads,
+                            timeout_s: s.timeout_s,
+                            data_dir: s.data_dir.clone(),
+                            data_sha256: fp.clone(),
+                        });
                     }
                 }
             }
@@ -641,11 +924,9 @@ steps = [30]
             .iter()
             .filter(|c| c.scheme == "head" && c.optimizer == "zo-sgd")
             .collect();
-        assert!(
-            zo_head
-                .iter()
-                .all(|c| c.hparams.lr == 1e-2 && c.steps == 30 && c.hparams.mu == Some(1e-3))
-        );
+        assert!(zo_head.iter().all(|c| c.hp_f64("lr") == Some(1e-2)
+            && c.steps == 30
+            && c.hp_f64("mu") == Some(1e-3)));
         let zo_ft: Vec<_> = cells
             .iter()
             .filter(|c| c.scheme == "ft" && c.optimizer == "zo-sgd")
@@ -654,12 +935,54 @@ steps = [30]
         let fo: Vec<_> = cells.iter().filter(|c| c.optimizer == "fo-sgd").collect();
         assert!(
             fo.iter()
-                .all(|c| c.hparams.mu.is_none() && c.hparams.q.is_none())
+                .all(|c| c.hparams.get("mu").is_none() && c.hparams.get("q").is_none())
         );
         // Run ids are unique and stable.
         let ids: std::collections::HashSet<_> = cells.iter().map(CellSpec::run_id).collect();
         assert_eq!(ids.len(), cells.len());
         assert_eq!(parse(BASE).unwrap().expand()[3].run_id(), cells[3].run_id());
+    }
+
+    #[test]
+    fn exclude_include_and_random_search() {
+        let cfg = format!(
+            "{BASE}[[exclude]]\nscheme = \"head\"\noptimizer = \"fo-sgd\"\n[[include]]\nmodel = \"bert-tiny\"\ntask = \"copa\"\nscheme = \"lora\"\noptimizer = [\"zo-adam\"]\nseed = 7\n"
+        );
+        let cells = parse(&cfg).unwrap().expand();
+        assert!(
+            !cells
+                .iter()
+                .any(|c| c.scheme == "head" && c.optimizer == "fo-sgd")
+        );
+        let inc: Vec<_> = cells.iter().filter(|c| c.task == "copa").collect();
+        assert_eq!(inc.len(), 1);
+        assert_eq!(
+            (
+                inc[0].scheme.as_str(),
+                inc[0].optimizer.as_str(),
+                inc[0].seed
+            ),
+            ("lora", "zo-adam", 7)
+        );
+        // Random search: `budget` of the 2 x 3 zo-sgd ft settings, the same for both seeds.
+        let cfg = BASE.replace("mu = [1e-3]", "mu = [1e-2, 1e-3, 1e-4]")
+            + "[search]\nmode = \"random\"\nbudget = 2\nseed = 3\n";
+        let cells = parse(&cfg).unwrap().expand();
+        let zo_ft: Vec<_> = cells
+            .iter()
+            .filter(|c| c.scheme == "ft" && c.optimizer == "zo-sgd")
+            .collect();
+        assert_eq!(zo_ft.len(), 2 * 2, "2 settings x 2 seeds");
+        let settings: std::collections::HashSet<String> = zo_ft
+            .iter()
+            .map(|c| serde_json::to_string(&c.hparams).unwrap())
+            .collect();
+        assert_eq!(settings.len(), 2);
+        assert_eq!(
+            parse(&cfg).unwrap().expand().len(),
+            cells.len(),
+            "the draw is reproducible"
+        );
     }
 
     #[test]
@@ -669,7 +992,7 @@ steps = [30]
         d.sweep = "other".into();
         d.timeout_s = Some(5.0);
         assert_eq!(c.run_id(), d.run_id());
-        d.hparams.lr *= 2.0;
+        d.hparams.insert("lr".into(), 2e-5.into());
         assert_ne!(c.run_id(), d.run_id());
     }
 
@@ -721,13 +1044,51 @@ steps = [30]
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("optimizer.zo-adamw") && e.contains("valid: zo-sgd, fo-sgd"),
+            e.contains("optimizer.zo-adamw")
+                && e.contains("did you mean `zo-adam`")
+                && e.contains("valid: zo-sgd, zo-sgd-mmt"),
             "{e}"
         );
-        let e = parse(&BASE.replace("scheme = [\"ft\", \"head\"]", "scheme = [\"lora\"]"))
+        let e = parse(&BASE.replace("scheme = [\"ft\", \"head\"]", "scheme = [\"lorra\"]"))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("grid.scheme") && e.contains("`lora`"), "{e}");
+        assert!(
+            e.contains("grid.scheme") && e.contains("`lorra`") && e.contains("did you mean `lora`"),
+            "{e}"
+        );
+        // A hyper-parameter the optimizer does not have, and a bad value, name the key.
+        let e = parse(&BASE.replace("mu = [1e-3]", "mu = [1e-3]\nmomentum = [0.9]"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("optimizer.zo-sgd")
+                && e.contains("`momentum` is not a hyper-parameter of zo-sgd"),
+            "{e}"
+        );
+        for (bad, key) in [
+            ("mu = [0.0]", "mu"),
+            ("mu = [1e-3]\nq = [0]", "q"),
+            ("mu = [1e-3]\nsparsity = [1.0]", "sparsity"),
+        ] {
+            let e = parse(&BASE.replace("mu = [1e-3]", bad))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{bad}: {e}");
+        }
+        // Exclusions that empty the grid, an unknown axis in a rule, random search without a
+        // budget.
+        let e = parse(&format!("{BASE}[[exclude]]\nmodel = \"bert-tiny\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("empty after"), "{e}");
+        let e = parse(&format!("{BASE}[[exclude]]\nmodle = \"bert-tiny\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("did you mean `model`"), "{e}");
+        let e = parse(&format!("{BASE}[search]\nmode = \"random\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("budget"), "{e}");
         let e = parse(&BASE.replace("steps = [30]", "steps = [0]"))
             .unwrap_err()
             .to_string();

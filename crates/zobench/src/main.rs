@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use zobench::error::{UserError, exit_code};
-use zobench::{cell, compare, config, fetch, registry, report, sweep};
+use zobench::{cell, compare, config, fetch, registry, report, sweep, validate};
 
 #[derive(Parser)]
 #[command(
@@ -71,7 +71,7 @@ enum Cmd {
     },
     /// List the names an axis accepts.
     Ls {
-        /// models | tasks | schemes | optimizers
+        /// models | tasks | schemes | optimizers | templates
         what: String,
     },
     /// Run one cell (used by `sweep`; not meant to be called by hand).
@@ -135,23 +135,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Validate { config } => {
             let config = default_config_fallback(config);
             let cfg = config::SweepConfig::from_file(&config)?;
-            let cells = cfg.expand();
-            let mut fwd = 0u64;
-            for c in &cells {
-                let per = if c.optimizer.starts_with("zo-") {
-                    2 * c.hparams.q.unwrap_or(1) as u64
-                } else {
-                    1
-                };
-                fwd += per * c.steps as u64;
-                println!("{}  {}", c.run_id(), c.label());
-            }
-            println!(
-                "{}: {} cells, {} training forward passes in all",
-                config.display(),
-                cells.len(),
-                fwd
-            );
+            validate::print(&config, &cfg)?;
         }
         Cmd::Compare {
             baseline,
@@ -197,13 +181,39 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Cmd::Ls { what } => {
-            let items: Vec<&str> = match what.as_str() {
-                "models" => registry::MODEL_NAMES.to_vec(),
-                "tasks" => zo_tasks::TASKS.to_vec(),
-                "schemes" => config::SCHEMES.to_vec(),
-                "optimizers" => config::OPTIMIZERS.to_vec(),
+            let kinds = ["models", "tasks", "schemes", "optimizers", "templates"];
+            match what.as_str() {
+                "models" => {
+                    for m in registry::MODEL_NAMES {
+                        println!("{m}");
+                    }
+                }
+                "tasks" => {
+                    for t in zo_tasks::TASKS {
+                        println!(
+                            "{t:<12} metric {:<4} loss {:?}",
+                            zo_tasks::primary_metric(t).unwrap_or("?"),
+                            zo_tasks::loss_kind(t).map_err(anyhow::Error::from)?
+                        );
+                    }
+                }
+                "schemes" => {
+                    for s in config::SCHEMES {
+                        println!("{s}");
+                    }
+                }
+                "optimizers" => {
+                    for o in zo_optim::OPTIMIZERS {
+                        println!("{:<24} {:<13} {}", o.name, o.estimator, o.doc);
+                        println!("{:<24} keys: {}", "", o.hparams.join(", "));
+                    }
+                }
+                "templates" => {
+                    for t in zo_tasks::TASKS {
+                        println!("{t:<12} {}", zo_tasks::templates(t).join(", "));
+                    }
+                }
                 other => {
-                    let kinds = ["models", "tasks", "schemes", "optimizers"];
                     return Err(UserError::new(format!(
                         "cannot list `{other}`{}; choose one of: {}",
                         zobench::error::did_you_mean(other, &kinds),
@@ -211,9 +221,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     ))
                     .into());
                 }
-            };
-            for i in items {
-                println!("{i}");
             }
         }
         Cmd::RunCell { spec, out, curve } => {

@@ -23,19 +23,10 @@ pub enum CellStatus {
     Timeout,
 }
 
-/// Hyper-parameters of one cell (the optimizer's axis values after grid expansion).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct HParams {
-    /// Learning rate eta (dimensionless step size).
-    pub lr: f64,
-    /// Perturbation scale mu of the ZO estimators; `None` for first-order optimizers.
-    pub mu: Option<f64>,
-    /// Number of query directions q per step; `None` for first-order optimizers.
-    pub q: Option<usize>,
-    /// Decoupled weight decay lambda (not applied to biases and norm weights).
-    pub weight_decay: f64,
-}
+/// Hyper-parameters of one cell (the optimizer's axis values after grid expansion), by name:
+/// `lr` (η), `mu` (μ), `q`, `weight_decay` (λ), `momentum`, `beta1`, … (see
+/// `zobench ls optimizers`). Numbers, booleans or strings.
+pub type HParams = BTreeMap<String, serde_json::Value>;
 
 /// One line of `runs.jsonl`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -54,8 +45,32 @@ pub struct RunRecord {
     pub scheme: String,
     /// Optimizer name (`zo-sgd`, `fo-sgd`, …).
     pub optimizer: String,
-    /// Gradient estimator (`rge-two-sided`, `backprop`).
+    /// Gradient estimator (`rge-two-sided`, `rge-one-sided`, `cge`, `forward-grad`, `rank`,
+    /// `backprop`, …).
     pub estimator: String,
+    /// Prompt template of a causal-LM cell (`mezo`, `none`); recorded for encoders too.
+    #[serde(default)]
+    pub template: Option<String>,
+    /// Name of the task's primary metric (`acc`, or `f1a` for MultiRC): `zero_shot_acc`,
+    /// `best_dev_acc` and `test_acc` hold this metric.
+    #[serde(default)]
+    pub metric: Option<String>,
+    /// Every test metric of the task (`acc`, `f1_macro`, `f1a`, `em`, …), each in [0, 1].
+    #[serde(default)]
+    pub test_metrics: BTreeMap<String, f64>,
+    /// Every zero-shot test metric.
+    #[serde(default)]
+    pub zero_shot_metrics: BTreeMap<String, f64>,
+    /// Token rows whose context was cut from the left to fit `max_length` (all splits).
+    #[serde(default)]
+    pub truncated_rows: Option<usize>,
+    /// How Forward-Grad's directional derivative was computed (`reverse`: from a reverse-mode
+    /// gradient, so its memory is that of backprop).
+    #[serde(default)]
+    pub jvp_method: Option<String>,
+    /// Where a `diverged` cell stopped: the step and the raw perturbed losses.
+    #[serde(default)]
+    pub diverged_at: Option<DivergedAt>,
     /// Hyper-parameters of the cell.
     pub hparams: HParams,
     /// Training seed (model head init, batch order, ZO directions).
@@ -101,6 +116,9 @@ pub struct RunRecord {
     pub time_per_step_p90_s: Option<f64>,
     /// Forward passes per training step (2 for two-sided RGE with q = 1; 1 for backprop).
     pub forward_passes_per_step: Option<f64>,
+    /// Backward passes per training step (0 for zeroth-order optimizers).
+    #[serde(default)]
+    pub backward_passes_per_step: Option<f64>,
     /// Forward passes spent on training (excluding evaluation).
     pub total_forward_passes: Option<u64>,
     /// Real number of train / dev / test examples used.
@@ -125,6 +143,17 @@ pub struct RunRecord {
     pub versions: BTreeMap<String, String>,
     /// RFC 3339 UTC start time.
     pub started_at: String,
+}
+
+/// The step at which a cell diverged and the losses it saw.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DivergedAt {
+    /// Training step (1-based).
+    pub step: usize,
+    /// ℓ(θ + μz) of each query (nats; may be NaN / inf).
+    pub loss_plus: Vec<f32>,
+    /// ℓ(θ − μz) (or ℓ(θ) for one-sided estimators) of each query.
+    pub loss_minus: Vec<f32>,
 }
 
 /// One point of a training curve (`curves/<run_id>.jsonl`).

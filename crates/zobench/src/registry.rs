@@ -118,11 +118,29 @@ pub fn cache_root() -> PathBuf {
     home.join(".cache/zobench")
 }
 
+/// `$ZOBENCH_HOME` (see [`cache_root`]) and a leading `~/` expanded in a model path.
+pub fn expand_path(name: &str) -> String {
+    let mut s = name.replace("$ZOBENCH_HOME", &cache_root().to_string_lossy());
+    if let Some(rest) = s.strip_prefix("~/") {
+        if let Some(home) = std::env::var_os("HOME") {
+            s = format!("{}/{rest}", PathBuf::from(home).display());
+        }
+    }
+    s
+}
+
+/// Whether a grid `model` value names a path (rather than a registry name).
+pub fn is_path(name: &str) -> bool {
+    name.contains('/') || name.starts_with('.') || name.starts_with('~') || name.starts_with('$')
+}
+
 /// Resolves a grid `model` value without fetching anything.
 ///
 /// # Errors
 /// A message with the valid names and the closest one, or naming the missing file of a folder.
 pub fn resolve_name(name: &str) -> Result<ModelSource, String> {
+    let expanded = expand_path(name);
+    let name = expanded.as_str();
     if let Some(w) = WHEEL_MODELS.iter().find(|w| w.name == name) {
         return Ok(ModelSource::Wheel(w.name));
     }

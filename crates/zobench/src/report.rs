@@ -133,6 +133,11 @@ fn status_str(s: CellStatus) -> &'static str {
     }
 }
 
+/// Hyper-parameter `key` of a record as a number.
+pub fn hp(r: &RunRecord, key: &str) -> Option<f64> {
+    r.hparams.get(key).and_then(|v| v.as_f64())
+}
+
 /// `Some(x)` only for finite values.
 fn finite(x: Option<f64>) -> Option<f64> {
     x.filter(|v| v.is_finite())
@@ -162,8 +167,12 @@ pub fn summary_frame(runs: &[RunRecord]) -> Result<DataFrame> {
         Column::new("task".into(), s(&|r| r.task.clone())),
         Column::new("scheme".into(), s(&|r| r.scheme.clone())),
         Column::new("optimizer".into(), s(&|r| r.optimizer.clone())),
-        Column::new("lr".into(), of(&|r| Some(r.hparams.lr))),
-        Column::new("mu".into(), of(&|r| r.hparams.mu)),
+        Column::new("lr".into(), of(&|r| hp(r, "lr"))),
+        Column::new("mu".into(), of(&|r| hp(r, "mu"))),
+        Column::new(
+            "hparams".into(),
+            s(&|r| serde_json::to_string(&r.hparams).unwrap_or_default()),
+        ),
         Column::new(
             "seed".into(),
             runs.iter().map(|r| r.seed).collect::<Vec<u64>>(),
@@ -739,7 +748,11 @@ impl TrainLoss {
         sorted.sort_by(|a, b| {
             (&a.model, &a.task, &a.scheme, &a.optimizer)
                 .cmp(&(&b.model, &b.task, &b.scheme, &b.optimizer))
-                .then(a.hparams.lr.total_cmp(&b.hparams.lr))
+                .then(
+                    hp(a, "lr")
+                        .unwrap_or(0.0)
+                        .total_cmp(&hp(b, "lr").unwrap_or(0.0)),
+                )
                 .then(a.seed.cmp(&b.seed))
         });
         let mut lines = Vec::new();
@@ -776,7 +789,7 @@ impl TrainLoss {
                 "{}/{} lr={}",
                 r.scheme,
                 r.optimizer,
-                fmt_general(r.hparams.lr)
+                fmt_general(hp(r, "lr").unwrap_or(f64::NAN))
             ));
             if many_seeds {
                 label.push_str(&format!(" seed={}", r.seed));
@@ -1063,12 +1076,22 @@ mod tests {
             task: "sst2".to_string(),
             scheme: scheme.to_string(),
             optimizer: optimizer.to_string(),
-            estimator: if zo { "rge-two-sided" } else { "backprop" }.to_string(),
-            hparams: HParams {
-                lr,
-                mu: zo.then_some(1e-3),
-                q: zo.then_some(1),
-                weight_decay: 0.0,
+            estimator: if zo { "rge" } else { "backprop" }.to_string(),
+            template: Some("mezo".into()),
+            metric: Some("acc".into()),
+            test_metrics: BTreeMap::new(),
+            zero_shot_metrics: BTreeMap::new(),
+            truncated_rows: Some(0),
+            jvp_method: None,
+            diverged_at: None,
+            backward_passes_per_step: Some(if zo { 0.0 } else { 1.0 }),
+            hparams: {
+                let mut h = HParams::new();
+                h.insert("lr".into(), lr.into());
+                if zo {
+                    h.insert("mu".into(), 1e-3.into());
+                }
+                h
             },
             seed,
             data_seed: 0,
@@ -1183,14 +1206,14 @@ mod tests {
         let header = lines.next().unwrap();
         assert!(header.split(',').any(|c| c == "test_acc"), "{header}");
         assert!(header.starts_with(
-            "run_id,model,task,scheme,optimizer,lr,mu,seed,status,steps,majority_acc,zero_shot_acc"
+            "run_id,model,task,scheme,optimizer,lr,mu,hparams,seed,status,steps,majority_acc,zero_shot_acc"
         ));
         assert_eq!(lines.count(), runs.len());
 
         let f = fs::File::open(results.join("summary.parquet")).unwrap();
         let df = ParquetReader::new(f).finish().unwrap();
         assert_eq!(df.height(), runs.len());
-        assert_eq!(df.width(), 21);
+        assert_eq!(df.width(), 22);
         // Sorted by model, task, scheme, optimizer, lr, seed.
         let ids: Vec<&str> = df
             .column("run_id")

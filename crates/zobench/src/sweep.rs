@@ -312,8 +312,8 @@ pub fn sweep(opts: &SweepOptions) -> anyhow::Result<SweepOutcome> {
             // checkpoint stops the sweep here instead of failing in every cell.
             let (dir, tok) = model_files(&src);
             zo_models::TextTokenizer::from_file(&tok)?;
-            let device = burn::tensor::Device::flex();
-            zo_models::SequenceClassifier::load(&dir, 2, zo_models::Pooling::Mean, 0, &device)?;
+            let mut store = zo_optim::ParamStore::new(burn::tensor::Device::flex());
+            zo_models::load_model(&dir, &mut store)?;
         }
         if tasks_checked.insert((
             c.task.clone(),

@@ -50,7 +50,7 @@ use zo_optim::noise::{NoiseKey, gaussian_vec, splitmix64};
 /// Seed of the synthetic batch and of the encoder head.
 pub const SEED: u64 = 0;
 
-/// Which real checkpoints exist and what batch each bench uses.
+/// One model to benchmark: where its checkpoint is and the shape of its synthetic batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Spec {
     /// Bench group name (`bert-tiny`, `minilm-l6`, `smollm2-135m`).

@@ -11,6 +11,7 @@ pub mod compare;
 pub mod config;
 pub mod error;
 pub mod fetch;
+pub mod inspect;
 pub mod lm;
 pub mod optim;
 pub mod provenance;

@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use zobench::error::{UserError, exit_code};
-use zobench::{cell, compare, config, fetch, registry, report, sweep, validate};
+use zobench::{cell, compare, config, fetch, inspect, registry, report, sweep, validate};
 
 #[derive(Parser)]
 #[command(
@@ -68,6 +68,49 @@ enum Cmd {
         /// Reports folder [default: reports/<folder name>].
         #[arg(long)]
         reports: Option<PathBuf>,
+    },
+    /// One forward pass on given token ids (parity with HF references): writes `logits`, or
+    /// `last_hidden_state` (+ `pooler_output`) for encoders.
+    Forward {
+        /// HF folder, its config.json, a .gguf file, or a registry name.
+        #[arg(long)]
+        model: String,
+        /// JSON with `input_ids`, optional `attention_mask` and `token_type_ids` ([batch][seq]).
+        #[arg(long)]
+        input: PathBuf,
+        /// Output JSON [default: stdout].
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Zero-shot (or k-shot in-context) test metrics of a causal LM on a task.
+    Eval {
+        /// Registry name, HF folder or .gguf file.
+        #[arg(long)]
+        model: String,
+        /// Task (`zobench ls tasks`).
+        #[arg(long)]
+        task: String,
+        /// Prompt template (`zobench ls templates`).
+        #[arg(long, default_value = "mezo")]
+        template: String,
+        /// In-context demonstrations from the train split (0 = zero-shot).
+        #[arg(long, default_value_t = 0)]
+        shots: usize,
+        /// Test examples (at most what the validation file holds).
+        #[arg(long, default_value_t = 1000)]
+        num_eval: usize,
+        /// Data seed (sampling and demonstrations).
+        #[arg(long, default_value_t = 0)]
+        data_seed: u64,
+        /// Candidate rows per forward pass.
+        #[arg(long, default_value_t = 32)]
+        batch_rows: usize,
+        /// Tokens per row (contexts are cut from the left).
+        #[arg(long, default_value_t = 256)]
+        max_length: usize,
+        /// Task data folder [default: the project's data/].
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
     /// List the names an axis accepts.
     Ls {
@@ -136,6 +179,64 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let config = default_config_fallback(config);
             let cfg = config::SweepConfig::from_file(&config)?;
             validate::print(&config, &cfg)?;
+        }
+        Cmd::Forward { model, input, out } => {
+            inspect::forward(&model, &input, out.as_deref())?;
+        }
+        Cmd::Eval {
+            model,
+            task,
+            template,
+            shots,
+            num_eval,
+            data_seed,
+            batch_rows,
+            max_length,
+            data_dir,
+        } => {
+            if !zo_tasks::TASKS.contains(&task.as_str()) {
+                return Err(UserError::new(format!(
+                    "unknown task `{task}`{}; valid: {}",
+                    zobench::error::did_you_mean(&task, zo_tasks::TASKS),
+                    zo_tasks::TASKS.join(", ")
+                ))
+                .into());
+            }
+            if !zo_tasks::templates(&task).contains(&template.as_str()) {
+                return Err(UserError::new(format!(
+                    "unknown template `{template}` for {task}; valid: {}",
+                    zo_tasks::templates(&task).join(", ")
+                ))
+                .into());
+            }
+            let v = inspect::eval(&inspect::EvalOptions {
+                model,
+                task,
+                template,
+                shots,
+                num_eval,
+                data_seed,
+                batch_rows: batch_rows.max(1),
+                max_length: max_length.max(2),
+                data_dir: data_dir.unwrap_or_else(|| registry::project_root().join("data")),
+            })?;
+            let metrics = v["metrics"].as_object().cloned().unwrap_or_default();
+            let mut line = format!(
+                "{} on {} ({} template, {}-shot, {} test examples):",
+                v["model"].as_str().unwrap_or(""),
+                v["task"].as_str().unwrap_or(""),
+                v["template"].as_str().unwrap_or(""),
+                v["shots"],
+                v["num_eval"]
+            );
+            for (k, x) in metrics {
+                line.push_str(&format!(
+                    " {k} {:.1}%",
+                    100.0 * x.as_f64().unwrap_or(f64::NAN)
+                ));
+            }
+            eprintln!("{line}");
+            println!("{v}");
         }
         Cmd::Compare {
             baseline,

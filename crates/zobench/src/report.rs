@@ -1,29 +1,40 @@
-//! `zobench report`: reads a sweep's `runs.jsonl` and loss curves, builds the per-cell summary
-//! table with polars (parquet, csv, markdown) and draws the plots with plotters (SVG + PNG).
+//! `zobench report`: reads a sweep's `runs.jsonl` and loss curves, builds the tables with
+//! polars (parquet, csv, markdown), draws the figures with plotters (SVG + PNG) and ties them
+//! together in `report.md`.
 //!
 //! Layout (see `DESIGN.md`):
 //!
 //! ```text
-//! results_dir/runs.jsonl            input, one RunRecord per line
-//! results_dir/curves/<run_id>.jsonl input, one CurvePoint per line (optional per cell)
-//! results_dir/summary.{parquet,csv,md}
-//! reports_dir/{test_acc_by_optimizer,train_loss,acc_vs_memory}.{svg,png}
+//! results_dir/runs.jsonl                      input, one RunRecord per line
+//! results_dir/curves/<run_id>.jsonl           input, one CurvePoint per line (optional per cell)
+//! results_dir/summary.{parquet,csv,md}        per-cell table
+//! reports_dir/dev_selected.{parquet,csv,md}   best-on-dev setting per model/task/scheme/optimizer
+//! reports_dir/aggregate.{parquet,csv,md}      every setting, mean ± std over seeds, n
+//! reports_dir/cells.{parquet,csv,md}          per-cell table (as summary.*)
+//! reports_dir/{acc_vs_memory,train_loss,time_per_step,acc_heatmap,test_acc_by_optimizer}.{svg,png}
+//! reports_dir/report.md                       provenance, tables, figures, captions
 //! ```
 //!
 //! Every file is written atomically: first to a temporary name in the same directory
 //! (`name.tmp`, or `stem.tmp.png` for PNGs since the encoder picks the format from the
 //! extension), then renamed over the final name.
 //!
-//! Degenerate inputs never panic: when no cell finished with `status == ok` (or no curve
-//! exists) the plots are still written, as an empty frame with the title and a centred
-//! explanatory line ("no finished cells (status = ok)"), so a report always has the same
-//! set of files. Single points get padded axis ranges; `None` / NaN / infinite values are
-//! skipped.
+//! Only cells with `status == ok` enter means and figures; the others are listed in the
+//! per-cell table with their status and the first line of their error. Degenerate inputs never
+//! panic: a figure without data is still written (title and a one-line explanation), single
+//! points get padded axis ranges, and `None` / NaN / infinite values are skipped.
+
+mod document;
+pub mod plots;
+mod stats;
+
+pub use stats::{
+    Group, Selection, Stat, aggregate, aggregate_frame, aggregate_markdown, first_line,
+    pareto_front, select_on_dev, selected_frame, selected_markdown, setting_label,
+};
 
 use crate::record::{CellStatus, CurvePoint, RunRecord};
 use anyhow::{Context, Result};
-use plotters::coord::Shift;
-use plotters::prelude::*;
 use polars::prelude::{
     Column, CsvWriter, DataFrame, DataType, ParquetWriter, SerWriter, SortMultipleOptions,
 };
@@ -31,39 +42,6 @@ use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::Once;
-
-/// The font every plot uses, registered as family `"sans-serif"`.
-static FONT_BYTES: &[u8] = include_bytes!("../../../assets/fonts/DejaVuSans.ttf");
-static FONT_INIT: Once = Once::new();
-
-/// Font family of every text in the plots.
-const FONT: &str = "sans-serif";
-/// Size (px) of plot titles.
-const TITLE_SIZE: u32 = 22;
-/// Size (px) of axis descriptions.
-const DESC_SIZE: u32 = 16;
-/// Size (px) of tick labels.
-const LABEL_SIZE: u32 = 14;
-/// Size (px) of legend entries and point annotations.
-const LEGEND_SIZE: u32 = 14;
-/// Colour of secondary text (messages, point annotations).
-const TEXT_GREY: RGBColor = RGBColor(60, 60, 60);
-/// Pixel size of the PNG and SVG plots.
-const PLOT_SIZE: (u32, u32) = (800, 500);
-
-/// Plot file stems written by [`write_report`] (each as `.svg` and `.png`).
-const PLOT_STEMS: [&str; 3] = ["test_acc_by_optimizer", "train_loss", "acc_vs_memory"];
-
-/// Registers the embedded DejaVu Sans as `"sans-serif"` (once per process). The bitmap
-/// backend panics with `NoSuchFont` without it.
-fn ensure_font() {
-    FONT_INIT.call_once(|| {
-        if plotters::style::register_font(FONT, FontStyle::Normal, FONT_BYTES).is_err() {
-            tracing::error!("could not register the embedded DejaVuSans.ttf font");
-        }
-    });
-}
 
 // ---------------------------------------------------------------------------------------------
 // Reading
@@ -145,14 +123,16 @@ fn finite(x: Option<f64>) -> Option<f64> {
 
 /// Builds the per-cell summary DataFrame with polars from the records.
 ///
-/// One row per record, sorted by `model, task, scheme, optimizer, lr, seed`. Columns:
-/// `run_id, model, task, scheme, optimizer` (str), `lr` (f64), `mu` (f64, null for
-/// first-order optimizers), `seed` (u64), `status` (str), `steps` (u64), `majority_acc,
-/// zero_shot_acc, best_dev_acc,
-/// test_acc` (f64 in [0, 1]), `final_train_loss` (f64, nats), `trainable_params` (u64),
-/// `peak_mem_mib` (f64, `peak_mem_bytes / 2^20`), `time_per_step_s` (f64),
-/// `forward_passes_per_step` (f64), `total_forward_passes` (u64), `wall_s` (f64).
-/// Non-finite floats are stored as null.
+/// One row per record (every status), sorted by `model, task, scheme, optimizer, lr, seed`.
+/// Columns: `run_id, model, task, scheme, optimizer` (str), `lr` (f64), `mu` (f64, null for
+/// first-order optimizers), `hparams` (JSON), `seed` (u64), `status` (str), `steps` (u64),
+/// `majority_acc, zero_shot_acc, best_dev_acc, test_acc` (the task's primary metric, f64 in
+/// [0, 1]), `final_train_loss` (f64, nats), `trainable_params` (u64), `peak_mem_mib` (f64,
+/// `peak_mem_bytes / 2^20`), `time_per_step_s` (f64), `forward_passes_per_step` (f64),
+/// `total_forward_passes` (u64), `wall_s` (f64), `template, metric` (str, nullable),
+/// `batch_size` (u64), `time_per_step_p10_s, time_per_step_p90_s` (f64), `error` (first line
+/// of the error, null for `ok`), then `metric_<name>` (f64 in [0, 1]) for every test metric
+/// any record has. Non-finite floats are stored as null.
 pub fn summary_frame(runs: &[RunRecord]) -> Result<DataFrame> {
     let s = |f: &dyn Fn(&RunRecord) -> String| -> Vec<String> { runs.iter().map(f).collect() };
     let of = |f: &dyn Fn(&RunRecord) -> Option<f64>| -> Vec<Option<f64>> {
@@ -161,7 +141,7 @@ pub fn summary_frame(runs: &[RunRecord]) -> Result<DataFrame> {
     let ou = |f: &dyn Fn(&RunRecord) -> Option<u64>| -> Vec<Option<u64>> {
         runs.iter().map(f).collect()
     };
-    let columns = vec![
+    let mut columns = vec![
         Column::new("run_id".into(), s(&|r| r.run_id.clone())),
         Column::new("model".into(), s(&|r| r.model.clone())),
         Column::new("task".into(), s(&|r| r.task.clone())),
@@ -202,7 +182,41 @@ pub fn summary_frame(runs: &[RunRecord]) -> Result<DataFrame> {
             ou(&|r| r.total_forward_passes),
         ),
         Column::new("wall_s".into(), of(&|r| Some(r.wall_s))),
+        Column::new(
+            "template".into(),
+            runs.iter()
+                .map(|r| r.template.clone())
+                .collect::<Vec<Option<String>>>(),
+        ),
+        Column::new(
+            "metric".into(),
+            runs.iter()
+                .map(|r| r.metric.clone())
+                .collect::<Vec<Option<String>>>(),
+        ),
+        Column::new(
+            "batch_size".into(),
+            runs.iter()
+                .map(|r| r.batch_size as u64)
+                .collect::<Vec<u64>>(),
+        ),
+        Column::new("time_per_step_p10_s".into(), of(&|r| r.time_per_step_p10_s)),
+        Column::new("time_per_step_p90_s".into(), of(&|r| r.time_per_step_p90_s)),
+        Column::new(
+            "error".into(),
+            runs.iter()
+                .map(|r| first_line(r.error.as_deref()))
+                .collect::<Vec<Option<String>>>(),
+        ),
     ];
+    // Every test metric of the task as `metric_<name>` (null where a cell lacks it).
+    let names: BTreeSet<&String> = runs.iter().flat_map(|r| r.test_metrics.keys()).collect();
+    for name in names {
+        columns.push(Column::new(
+            format!("metric_{name}").into(),
+            of(&|r| r.test_metrics.get(name).copied()),
+        ));
+    }
     let df = DataFrame::new(runs.len(), columns).context("building the summary frame")?;
     let df = df
         .sort(
@@ -252,7 +266,7 @@ fn markdown_table(df: &DataFrame) -> Result<String> {
     let mut cells: Vec<Vec<String>> = Vec::with_capacity(cols.len());
     for col in cols {
         let name = col.name().as_str();
-        let is_acc = name.ends_with("_acc");
+        let is_acc = name.ends_with("_acc") || name.starts_with("metric_");
         header.push(if is_acc {
             format!("{name} (%)")
         } else {
@@ -362,635 +376,99 @@ fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Plots
+// Selection, tables, entry point
 // ---------------------------------------------------------------------------------------------
 
-/// One plot, drawable on any plotters backend.
-trait Plot {
-    /// Draws the whole figure on `root` (already white-filled).
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()>
-    where
-        DB::ErrorType: 'static;
-}
-
-/// Renders `plot` to `dir/stem.svg` and `dir/stem.png` atomically; returns both paths.
-fn render(dir: &Path, stem: &str, plot: &impl Plot) -> Result<Vec<PathBuf>> {
-    ensure_font();
-    let svg_path = dir.join(format!("{stem}.svg"));
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, PLOT_SIZE).into_drawing_area();
-        root.fill(&WHITE)?;
-        plot.draw(&root)
-            .with_context(|| format!("drawing {}", svg_path.display()))?;
-        root.present()?;
-    }
-    write_bytes_atomic(&svg_path, svg.as_bytes())?;
-
-    // The PNG encoder picks the format from the extension, so the temporary name keeps it.
-    let png_path = dir.join(format!("{stem}.png"));
-    let png_tmp = dir.join(format!("{stem}.tmp.png"));
-    let res = (|| -> Result<()> {
-        {
-            let root = BitMapBackend::new(&png_tmp, PLOT_SIZE).into_drawing_area();
-            root.fill(&WHITE)?;
-            plot.draw(&root)?;
-            root.present()?;
-        }
-        fs::File::open(&png_tmp)?.sync_all()?;
-        fs::rename(&png_tmp, &png_path)?;
-        Ok(())
-    })();
-    if res.is_err() {
-        let _ = fs::remove_file(&png_tmp);
-    }
-    res.with_context(|| format!("writing {}", png_path.display()))?;
-    Ok(vec![svg_path, png_path])
-}
-
-/// Draws an empty figure with a title and a centred message.
-fn draw_message<DB: DrawingBackend>(
-    root: &DrawingArea<DB, Shift>,
-    title: &str,
-    message: &str,
-) -> Result<()>
-where
-    DB::ErrorType: 'static,
-{
-    let area = root
-        .margin(12, 12, 12, 12)
-        .titled(title, (FONT, TITLE_SIZE))?;
-    let (w, h) = area.dim_in_pixel();
-    let style = TextStyle::from((FONT, DESC_SIZE).into_font())
-        .pos(plotters::style::text_anchor::Pos::new(
-            plotters::style::text_anchor::HPos::Center,
-            plotters::style::text_anchor::VPos::Center,
-        ))
-        .color(&TEXT_GREY);
-    area.draw_text(message, &style, (w as i32 / 2, h as i32 / 2))?;
-    Ok(())
-}
-
-/// Axis range covering `values` with 5 % padding; never empty (`min < max`).
-fn padded_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
-    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
-    for v in values.filter(|v| v.is_finite()) {
-        lo = lo.min(v);
-        hi = hi.max(v);
-    }
-    if !lo.is_finite() || !hi.is_finite() {
-        return (0.0, 1.0);
-    }
-    let span = hi - lo;
-    if span <= f64::EPSILON * hi.abs().max(1.0) {
-        let pad = (lo.abs() * 0.1).max(0.5);
-        return (lo - pad, hi + pad);
-    }
-    (lo - 0.05 * span, hi + 0.05 * span)
-}
-
-/// Colour of the i-th series (stable across plots for the same optimizer index).
-fn series_color(i: usize) -> RGBColor {
-    const COLORS: [RGBColor; 10] = [
-        RGBColor(31, 119, 180),
-        RGBColor(255, 127, 14),
-        RGBColor(44, 160, 44),
-        RGBColor(214, 39, 40),
-        RGBColor(148, 103, 189),
-        RGBColor(140, 86, 75),
-        RGBColor(227, 119, 194),
-        RGBColor(127, 127, 127),
-        RGBColor(188, 189, 34),
-        RGBColor(23, 190, 207),
-    ];
-    COLORS[i % COLORS.len()]
-}
-
-/// Model selection on dev only (the test split is never used to choose): among the `ok`
-/// records of each (model, task, scheme, optimizer), groups the records by hyper-parameters
-/// and step count, and returns the records of the group with the highest mean
-/// `best_dev_acc` over seeds (ties: the first in record order).
+/// Model selection on dev only (the test split is never used to choose): the `ok` records of
+/// the setting chosen by [`select_on_dev`] for each (model, task, scheme, optimizer), i.e.
+/// the setting (template, hyper-parameters, steps, batch size) with the highest mean
+/// `best_dev_acc` over seeds (ties: the setting recorded first).
 pub fn dev_selected(runs: &[RunRecord]) -> Vec<RunRecord> {
-    type Key = (String, String, String, String);
-    let mut groups: BTreeMap<Key, Vec<(String, Vec<&RunRecord>)>> = BTreeMap::new();
-    for r in runs
-        .iter()
-        .filter(|r| r.status == CellStatus::Ok && finite(r.best_dev_acc).is_some())
-    {
-        let key = (
-            r.model.clone(),
-            r.task.clone(),
-            r.scheme.clone(),
-            r.optimizer.clone(),
-        );
-        let setting = format!("{:?}|{}", r.hparams, r.steps);
-        let list = groups.entry(key).or_default();
-        match list.iter_mut().find(|(s, _)| *s == setting) {
-            Some((_, v)) => v.push(r),
-            None => list.push((setting, vec![r])),
-        }
-    }
-    let mut out = Vec::new();
-    for (_, settings) in groups {
-        let score = |v: &Vec<&RunRecord>| {
-            v.iter().filter_map(|r| finite(r.best_dev_acc)).sum::<f64>() / v.len() as f64
-        };
-        let mut best: Option<&Vec<&RunRecord>> = None;
-        for (_, v) in &settings {
-            if best.is_none_or(|b| score(v) > score(b)) {
-                best = Some(v);
-            }
-        }
-        if let Some(v) = best {
-            out.extend(v.iter().map(|r| (*r).clone()));
-        }
+    let chosen: BTreeSet<String> = select_on_dev(&aggregate(runs))
+        .into_iter()
+        .flat_map(|s| s.group.ok_run_ids)
+        .collect();
+    runs.iter()
+        .filter(|r| r.status == CellStatus::Ok && chosen.contains(&r.run_id))
+        .cloned()
+        .collect()
+}
+
+/// A GitHub markdown table from string cells; the columns in `right` are right-aligned.
+fn md_table(header: &[&str], right: &[usize], rows: &[Vec<String>]) -> String {
+    let mut out = format!("| {} |\n", header.join(" | "));
+    let aligns: Vec<&str> = (0..header.len())
+        .map(|i| if right.contains(&i) { "---:" } else { "---" })
+        .collect();
+    out.push_str(&format!("| {} |\n", aligns.join(" | ")));
+    for row in rows {
+        let cells: Vec<String> = row.iter().map(|c| md_escape(c)).collect();
+        out.push_str(&format!("| {} |\n", cells.join(" | ")));
     }
     out
 }
 
-/// Cells with `status == ok`.
-fn ok_runs(runs: &[RunRecord]) -> Vec<&RunRecord> {
-    runs.iter().filter(|r| r.status == CellStatus::Ok).collect()
+/// Writes `dir/stem.{parquet,csv,md}` (the markdown given); returns the three paths.
+fn write_table(dir: &Path, stem: &str, df: &mut DataFrame, md: &str) -> Result<Vec<PathBuf>> {
+    let parquet = dir.join(format!("{stem}.parquet"));
+    write_atomic(&parquet, |f| {
+        ParquetWriter::new(f).finish(df)?;
+        Ok(())
+    })?;
+    let csv = dir.join(format!("{stem}.csv"));
+    write_atomic(&csv, |f| {
+        CsvWriter::new(f).include_header(true).finish(df)?;
+        Ok(())
+    })?;
+    let mdp = dir.join(format!("{stem}.md"));
+    write_bytes_atomic(&mdp, md.as_bytes())?;
+    Ok(vec![parquet, csv, mdp])
 }
 
-/// " — task / model" when all given runs share one task and one model, else "".
-fn context_suffix(runs: &[&RunRecord]) -> String {
-    let tasks: BTreeSet<&str> = runs.iter().map(|r| r.task.as_str()).collect();
-    let models: BTreeSet<&str> = runs.iter().map(|r| r.model.as_str()).collect();
-    if tasks.len() == 1 && models.len() == 1 {
-        format!(
-            " — {} / {}",
-            tasks.iter().next().unwrap(),
-            models.iter().next().unwrap()
-        )
-    } else {
-        String::new()
-    }
-}
+/// Table file stems written into the reports folder by [`write_report`], each as
+/// `.parquet`, `.csv` and `.md`, with their captions.
+pub const TABLES: [(&str, &str); 3] = [
+    (
+        "dev_selected",
+        "Dev-selected results: for each model, task, scheme and optimizer, the setting \
+         (template, hyper-parameters, steps) with the best mean dev score over seeds, and its \
+         test score. Scores are the task's primary metric in %, mean ± sample std over the \
+         n seeds that finished (`ok`); `tried` counts the competing settings. The test split \
+         plays no part in the choice.",
+    ),
+    (
+        "aggregate",
+        "All settings, aggregated over seeds: mean ± sample std over the n `ok` cells of dev \
+         and test score (primary metric, %), peak memory, median time per step and forward \
+         passes per step; `cells` counts every cell of the setting by status.",
+    ),
+    (
+        "cells",
+        "Every cell (one per seed and setting) with its status and the first line of its \
+         error; failed, out-of-memory, timed-out and diverged cells are listed here and left \
+         out of every mean.",
+    ),
+];
 
-fn mean(v: &[f64]) -> Option<f64> {
-    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
-}
-
-/// Plot 1: test accuracy per optimizer, grouped by scheme, with zero-shot markers.
-struct AccByOptimizer {
-    title: String,
-    schemes: Vec<String>,
-    optimizers: Vec<String>,
-    /// (scheme index, optimizer index) -> mean test accuracy in %.
-    bars: BTreeMap<(usize, usize), f64>,
-    /// scheme index -> mean zero-shot accuracy in %.
-    zero_shot: BTreeMap<usize, f64>,
-}
-
-impl AccByOptimizer {
-    fn new(runs: &[RunRecord]) -> Self {
-        let ok = ok_runs(runs);
-        let with_acc: Vec<&RunRecord> = ok
-            .iter()
-            .copied()
-            .filter(|r| finite(r.test_acc).is_some())
-            .collect();
-        let schemes: Vec<String> = with_acc
-            .iter()
-            .map(|r| r.scheme.clone())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let optimizers: Vec<String> = with_acc
-            .iter()
-            .map(|r| r.optimizer.clone())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let si = |s: &str| schemes.iter().position(|x| x == s);
-        let oi = |o: &str| optimizers.iter().position(|x| x == o);
-        let mut acc: BTreeMap<(usize, usize), Vec<f64>> = BTreeMap::new();
-        let mut zs: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
-        for r in &with_acc {
-            let (Some(s), Some(o), Some(a)) = (si(&r.scheme), oi(&r.optimizer), finite(r.test_acc))
-            else {
-                continue;
-            };
-            acc.entry((s, o)).or_default().push(100.0 * a);
-            if let Some(z) = finite(r.zero_shot_acc) {
-                zs.entry(s).or_default().push(100.0 * z);
-            }
-        }
-        let bars = acc
-            .into_iter()
-            .filter_map(|(k, v)| mean(&v).map(|m| (k, m)))
-            .collect();
-        let zero_shot = zs
-            .into_iter()
-            .filter_map(|(k, v)| mean(&v).map(|m| (k, m)))
-            .collect();
-        Self {
-            title: format!(
-                "Test accuracy by optimizer and scheme{}",
-                context_suffix(&ok)
-            ),
-            schemes,
-            optimizers,
-            bars,
-            zero_shot,
-        }
-    }
-}
-
-impl Plot for AccByOptimizer {
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()>
-    where
-        DB::ErrorType: 'static,
-    {
-        if self.bars.is_empty() {
-            return draw_message(root, &self.title, "no finished cells (status = ok)");
-        }
-        let n = self.schemes.len();
-        let mut chart = ChartBuilder::on(root)
-            .caption(&self.title, (FONT, TITLE_SIZE))
-            .margin(12)
-            .x_label_area_size(50)
-            .y_label_area_size(60)
-            .build_cartesian_2d(-0.5f64..n as f64 - 0.5, 0f64..100f64)?;
-        // The x axis is categorical: no numeric tick labels; the scheme names are drawn
-        // under the group centres below.
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(0)
-            .x_desc("fine-tuning scheme")
-            .y_desc("test accuracy (%)")
-            .y_label_formatter(&|v| format!("{v:.0}"))
-            .label_style((FONT, LABEL_SIZE))
-            .axis_desc_style((FONT, DESC_SIZE))
-            .light_line_style(BLACK.mix(0.05))
-            .draw()?;
-        let tick_style = TextStyle::from((FONT, LABEL_SIZE).into_font()).pos(
-            plotters::style::text_anchor::Pos::new(
-                plotters::style::text_anchor::HPos::Center,
-                plotters::style::text_anchor::VPos::Top,
-            ),
-        );
-        for (i, scheme) in self.schemes.iter().enumerate() {
-            let (px, py) = chart.backend_coord(&(i as f64, 0.0));
-            root.draw_text(scheme, &tick_style, (px, py + 6))?;
-        }
-
-        let k = self.optimizers.len().max(1) as f64;
-        let group = 0.8;
-        let width = group / k;
-        for (o, name) in self.optimizers.iter().enumerate() {
-            let color = series_color(o);
-            let rects: Vec<_> = self
-                .bars
-                .iter()
-                .filter(|((_, oo), _)| *oo == o)
-                .map(|(&(s, _), &v)| {
-                    let x0 = s as f64 - group / 2.0 + o as f64 * width;
-                    Rectangle::new(
-                        [
-                            (x0 + 0.05 * width, 0.0),
-                            (x0 + 0.95 * width, v.clamp(0.0, 100.0)),
-                        ],
-                        color.filled(),
-                    )
-                })
-                .collect();
-            chart
-                .draw_series(rects)?
-                .label(name.as_str())
-                .legend(move |(x, y)| {
-                    Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled())
-                });
-            // Value labels above the bars.
-            let labels: Vec<_> = self
-                .bars
-                .iter()
-                .filter(|((_, oo), _)| *oo == o)
-                .map(|(&(s, _), &v)| {
-                    let xc = s as f64 - group / 2.0 + (o as f64 + 0.5) * width;
-                    let style = TextStyle::from((FONT, LEGEND_SIZE - 1).into_font()).pos(
-                        plotters::style::text_anchor::Pos::new(
-                            plotters::style::text_anchor::HPos::Center,
-                            plotters::style::text_anchor::VPos::Bottom,
-                        ),
-                    );
-                    Text::new(format!("{v:.1}"), (xc, (v + 1.0).min(97.0)), style)
-                })
-                .collect();
-            chart.draw_series(labels)?;
-        }
-        if !self.zero_shot.is_empty() {
-            let style = ShapeStyle::from(&BLACK).stroke_width(2);
-            let mut first = true;
-            for (&s, &z) in &self.zero_shot {
-                let x0 = s as f64 - group / 2.0 - 0.03;
-                let x1 = s as f64 + group / 2.0 + 0.03;
-                let z = z.clamp(0.0, 100.0);
-                let ann = chart.draw_series(DashedLineSeries::new(
-                    vec![(x0, z), (x1, z)],
-                    6,
-                    4,
-                    style,
-                ))?;
-                if first {
-                    ann.label("zero-shot (mean)")
-                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 12, y)], style));
-                    first = false;
-                }
-            }
-        }
-        draw_legend(&mut chart, SeriesLabelPosition::UpperRight)
-    }
-}
-
-/// Draws the series legend of `chart` at `position`, in the shared legend style.
-fn draw_legend<'a, DB, CT>(
-    chart: &mut ChartContext<'a, DB, CT>,
-    position: SeriesLabelPosition,
-) -> Result<()>
-where
-    DB: DrawingBackend + 'a,
-    DB::ErrorType: 'static,
-    CT: CoordTranslate,
-{
-    chart
-        .configure_series_labels()
-        .position(position)
-        .label_font((FONT, LEGEND_SIZE))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.4))
-        .draw()?;
-    Ok(())
-}
-
-/// Plot 2: training loss curves of the finished cells.
-struct TrainLoss {
-    title: String,
-    /// (legend label, colour index, points (step, loss)).
-    lines: Vec<(String, usize, Vec<(f64, f64)>)>,
-    message: &'static str,
-}
-
-impl TrainLoss {
-    fn new(runs: &[RunRecord], results_dir: &Path) -> Self {
-        let ok = ok_runs(runs);
-        let many = |f: &dyn Fn(&RunRecord) -> String| {
-            ok.iter().map(|r| f(r)).collect::<BTreeSet<_>>().len() > 1
-        };
-        let (many_models, many_tasks, many_seeds) = (
-            many(&|r| r.model.clone()),
-            many(&|r| r.task.clone()),
-            many(&|r| r.seed.to_string()),
-        );
-        let mut sorted = ok.clone();
-        sorted.sort_by(|a, b| {
-            (&a.model, &a.task, &a.scheme, &a.optimizer)
-                .cmp(&(&b.model, &b.task, &b.scheme, &b.optimizer))
-                .then(
-                    hp(a, "lr")
-                        .unwrap_or(0.0)
-                        .total_cmp(&hp(b, "lr").unwrap_or(0.0)),
-                )
-                .then(a.seed.cmp(&b.seed))
-        });
-        let mut lines = Vec::new();
-        for r in sorted {
-            let path = results_dir
-                .join("curves")
-                .join(format!("{}.jsonl", r.run_id));
-            if !path.exists() {
-                continue;
-            }
-            let points = match read_curve(&path) {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::warn!(file = %path.display(), error = %format!("{e:#}"), "skipping unreadable curve");
-                    continue;
-                }
-            };
-            let pts: Vec<(f64, f64)> = points
-                .iter()
-                .filter(|p| p.train_loss.is_finite())
-                .map(|p| (p.step as f64, p.train_loss))
-                .collect();
-            if pts.is_empty() {
-                continue;
-            }
-            let mut label = String::new();
-            if many_models {
-                label.push_str(&format!("{}/", r.model));
-            }
-            if many_tasks {
-                label.push_str(&format!("{}/", r.task));
-            }
-            label.push_str(&format!(
-                "{}/{} lr={}",
-                r.scheme,
-                r.optimizer,
-                fmt_general(hp(r, "lr").unwrap_or(f64::NAN))
-            ));
-            if many_seeds {
-                label.push_str(&format!(" seed={}", r.seed));
-            }
-            let idx = lines.len();
-            lines.push((label, idx, pts));
-        }
-        Self {
-            title: format!("Training loss{}", context_suffix(&ok)),
-            message: if ok.is_empty() {
-                "no finished cells (status = ok)"
-            } else {
-                "no loss curves for the finished cells"
-            },
-            lines,
-        }
-    }
-}
-
-impl Plot for TrainLoss {
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()>
-    where
-        DB::ErrorType: 'static,
-    {
-        if self.lines.is_empty() {
-            return draw_message(root, &self.title, self.message);
-        }
-        let all = || self.lines.iter().flat_map(|(_, _, p)| p.iter());
-        let max_step = all().map(|p| p.0).fold(1.0f64, f64::max);
-        let (ylo, yhi) = padded_range(all().map(|p| p.1));
-        let mut chart = ChartBuilder::on(root)
-            .caption(&self.title, (FONT, TITLE_SIZE))
-            .margin(12)
-            .x_label_area_size(45)
-            .y_label_area_size(65)
-            .build_cartesian_2d(0f64..max_step, ylo..yhi)?;
-        chart
-            .configure_mesh()
-            .x_desc("step")
-            .y_desc("train loss (nats)")
-            .x_label_formatter(&|v| format!("{v:.0}"))
-            .label_style((FONT, LABEL_SIZE))
-            .axis_desc_style((FONT, DESC_SIZE))
-            .light_line_style(BLACK.mix(0.05))
-            .draw()?;
-        for (label, idx, pts) in &self.lines {
-            let color = series_color(*idx);
-            let style = ShapeStyle::from(&color).stroke_width(2);
-            if pts.len() == 1 {
-                chart
-                    .draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))?
-                    .label(label.as_str())
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], style));
-            } else {
-                chart
-                    .draw_series(LineSeries::new(pts.iter().copied(), style))?
-                    .label(label.as_str())
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], style));
-            }
-        }
-        draw_legend(&mut chart, SeriesLabelPosition::UpperRight)
-    }
-}
-
-/// Plot 3: test accuracy vs peak memory, one point per finished cell.
-struct AccVsMemory {
-    title: String,
-    optimizers: Vec<String>,
-    /// (optimizer index, peak MiB, test acc %, scheme label).
-    points: Vec<(usize, f64, f64, String)>,
-}
-
-impl AccVsMemory {
-    fn new(runs: &[RunRecord]) -> Self {
-        let ok = ok_runs(runs);
-        let pts: Vec<(&RunRecord, f64, f64)> = ok
-            .iter()
-            .filter_map(|r| {
-                let mem = r.peak_mem_bytes.map(|b| b as f64 / (1u64 << 20) as f64);
-                Some((*r, finite(mem)?, 100.0 * finite(r.test_acc)?))
-            })
-            .collect();
-        // Same optimizer order (hence colours) as the bar plot: sorted names of ok cells
-        // with a test accuracy.
-        let optimizers: Vec<String> = ok
-            .iter()
-            .filter(|r| finite(r.test_acc).is_some())
-            .map(|r| r.optimizer.clone())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let points = pts
-            .into_iter()
-            .filter_map(|(r, m, a)| {
-                let o = optimizers.iter().position(|x| *x == r.optimizer)?;
-                Some((o, m, a, r.scheme.clone()))
-            })
-            .collect();
-        Self {
-            title: format!("Test accuracy vs peak memory{}", context_suffix(&ok)),
-            optimizers,
-            points,
-        }
-    }
-}
-
-impl Plot for AccVsMemory {
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()>
-    where
-        DB::ErrorType: 'static,
-    {
-        if self.points.is_empty() {
-            return draw_message(root, &self.title, "no finished cells (status = ok)");
-        }
-        let (xlo, xhi) = padded_range(self.points.iter().map(|p| p.1));
-        // Leave room on the right for the scheme labels.
-        let xhi = xhi + 0.08 * (xhi - xlo);
-        let mut chart = ChartBuilder::on(root)
-            .caption(&self.title, (FONT, TITLE_SIZE))
-            .margin(12)
-            .x_label_area_size(45)
-            .y_label_area_size(60)
-            .build_cartesian_2d(xlo..xhi, 0f64..100f64)?;
-        chart
-            .configure_mesh()
-            .x_desc("peak memory (MiB)")
-            .y_desc("test accuracy (%)")
-            .x_label_formatter(&|v| fmt_axis(*v))
-            .y_label_formatter(&|v| format!("{v:.0}"))
-            .label_style((FONT, LABEL_SIZE))
-            .axis_desc_style((FONT, DESC_SIZE))
-            .light_line_style(BLACK.mix(0.05))
-            .draw()?;
-        let text = TextStyle::from((FONT, LEGEND_SIZE).into_font()).color(&TEXT_GREY);
-        for (o, name) in self.optimizers.iter().enumerate() {
-            let color = series_color(o);
-            let pts: Vec<(f64, f64, String)> = self
-                .points
-                .iter()
-                .filter(|p| p.0 == o)
-                .map(|p| (p.1, p.2, p.3.clone()))
-                .collect();
-            if pts.is_empty() {
-                continue;
-            }
-            let style = color.filled();
-            let label = |s: &str| Text::new(s.to_string(), (8, -8), text.clone());
-            match o % 3 {
-                0 => {
-                    chart
-                        .draw_series(pts.iter().map(|(x, y, s)| {
-                            EmptyElement::at((*x, *y)) + Circle::new((0, 0), 5, style) + label(s)
-                        }))?
-                        .label(name.as_str())
-                        .legend(move |(x, y)| Circle::new((x + 6, y), 5, style));
-                }
-                1 => {
-                    chart
-                        .draw_series(pts.iter().map(|(x, y, s)| {
-                            EmptyElement::at((*x, *y))
-                                + TriangleMarker::new((0, 0), 6, style)
-                                + label(s)
-                        }))?
-                        .label(name.as_str())
-                        .legend(move |(x, y)| TriangleMarker::new((x + 6, y), 6, style));
-                }
-                _ => {
-                    chart
-                        .draw_series(pts.iter().map(|(x, y, s)| {
-                            EmptyElement::at((*x, *y))
-                                + Rectangle::new([(-4, -4), (4, 4)], style)
-                                + label(s)
-                        }))?
-                        .label(name.as_str())
-                        .legend(move |(x, y)| {
-                            Rectangle::new([(x + 2, y - 4), (x + 10, y + 4)], style)
-                        });
-                }
-            }
-        }
-        draw_legend(&mut chart, SeriesLabelPosition::LowerRight)
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Entry point
-// ---------------------------------------------------------------------------------------------
-
-/// Writes `results_dir/summary.{parquet,csv,md}` and the plots in `reports_dir` (creating
-/// both directories). Returns the paths written: the three tables, then
-/// `test_acc_by_optimizer`, `train_loss`, `acc_vs_memory`, each as `.svg` and `.png`.
+/// Writes the report of one sweep and returns the paths written, in this order:
+///
+/// 1. `results_dir/summary.{parquet,csv,md}`: the per-cell table ([`summary_frame`]);
+/// 2. `reports_dir/{dev_selected,aggregate,cells}.{parquet,csv,md}` ([`TABLES`]): the
+///    dev-selected table ([`select_on_dev`], [`selected_frame`]), the table aggregated over
+///    seeds ([`aggregate`], [`aggregate_frame`]) and the per-cell table again;
+/// 3. `reports_dir/<figure>.{svg,png}` for each figure of [`plots::FIGURES`]
+///    (`acc_vs_memory`, `train_loss`, `time_per_step`, `acc_heatmap`,
+///    `test_acc_by_optimizer`);
+/// 4. `reports_dir/report.md`: provenance, the tables and the figures with captions.
 ///
 /// Reads `results_dir/runs.jsonl` (see [`read_runs`]) and `results_dir/curves/<run_id>.jsonl`
-/// (missing or unreadable curves are skipped). Only `status == ok` cells are plotted; the
-/// bar plot shows the mean over cells sharing `(scheme, optimizer)`. With no finished cell
-/// the plots are still written, each showing its title and "no finished cells (status = ok)".
+/// (missing or unreadable curves are skipped). Both directories are created. Aggregates and
+/// figures use only `status == ok` cells; with no such cell every file is still written (the
+/// figures then show their title and "no finished cells (status = ok)").
 ///
 /// `only`: when given, only the records with these run ids (the current grid) are reported.
 /// A run id recorded more than once (a failed cell that was run again) is reported by its
-/// latest record. The summary tables list every cell; the bar and scatter plots show, for each
-/// (model, task, scheme, optimizer), the hyper-parameters chosen on dev ([`dev_selected`]).
+/// latest record.
 pub fn write_report(
     results_dir: &Path,
     reports_dir: &Path,
@@ -1006,48 +484,57 @@ pub fn write_report(
     let mut keep: Vec<usize> = latest.into_values().collect();
     keep.sort_unstable();
     let runs: Vec<RunRecord> = keep.into_iter().map(|i| all[i].clone()).collect();
-    let selected = dev_selected(&runs);
+    let groups = aggregate(&runs);
+    let selected = select_on_dev(&groups);
     fs::create_dir_all(results_dir)
         .with_context(|| format!("creating {}", results_dir.display()))?;
     fs::create_dir_all(reports_dir)
         .with_context(|| format!("creating {}", reports_dir.display()))?;
     let mut written = Vec::new();
 
-    let mut df = summary_frame(&runs)?;
+    let mut cells = summary_frame(&runs)?;
+    let cells_md = markdown_table(&cells)?;
+    written.extend(write_table(results_dir, "summary", &mut cells, &cells_md)?);
 
-    let parquet = results_dir.join("summary.parquet");
-    write_atomic(&parquet, |f| {
-        ParquetWriter::new(f).finish(&mut df)?;
-        Ok(())
-    })?;
-    written.push(parquet);
-
-    let csv = results_dir.join("summary.csv");
-    write_atomic(&csv, |f| {
-        CsvWriter::new(f).include_header(true).finish(&mut df)?;
-        Ok(())
-    })?;
-    written.push(csv);
-
-    let md = results_dir.join("summary.md");
-    write_bytes_atomic(&md, markdown_table(&df)?.as_bytes())?;
-    written.push(md);
-
-    written.extend(render(
+    let selected_md = selected_markdown(&selected);
+    let aggregate_md = aggregate_markdown(&groups);
+    written.extend(write_table(
         reports_dir,
-        PLOT_STEMS[0],
-        &AccByOptimizer::new(&selected),
+        TABLES[0].0,
+        &mut selected_frame(&selected)?,
+        &selected_md,
     )?);
-    written.extend(render(
+    written.extend(write_table(
         reports_dir,
-        PLOT_STEMS[1],
-        &TrainLoss::new(&runs, results_dir),
+        TABLES[1].0,
+        &mut aggregate_frame(&groups)?,
+        &aggregate_md,
     )?);
-    written.extend(render(
+    written.extend(write_table(
         reports_dir,
-        PLOT_STEMS[2],
-        &AccVsMemory::new(&selected),
+        TABLES[2].0,
+        &mut cells,
+        &cells_md,
     )?);
+
+    written.extend(plots::render_all(reports_dir, results_dir, &selected)?);
+
+    let doc = document::report_md(&document::Inputs {
+        sweep: runs.first().map(|r| r.sweep.clone()).unwrap_or_else(|| {
+            reports_dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "sweep".to_string())
+        }),
+        runs: &runs,
+        results_dir,
+        selected_md: &selected_md,
+        aggregate_md: &aggregate_md,
+        cells_md: &cells_md,
+    });
+    let doc_path = reports_dir.join("report.md");
+    write_bytes_atomic(&doc_path, doc.as_bytes())?;
+    written.push(doc_path);
     Ok(written)
 }
 
@@ -1147,17 +634,43 @@ mod tests {
             .collect()
     }
 
+    /// Every figure is a complete SVG and a PNG of the column width with a non-trivial size.
     fn assert_plots(reports: &Path) {
-        for stem in PLOT_STEMS {
+        for (stem, _) in plots::FIGURES {
             let svg = fs::read_to_string(reports.join(format!("{stem}.svg"))).unwrap();
             assert!(svg.contains("<svg"), "{stem}.svg is not an SVG");
+            assert!(
+                svg.trim_end().ends_with("</svg>"),
+                "{stem}.svg is truncated"
+            );
+            assert!(
+                svg.len() > 300 && svg.contains("<text"),
+                "{stem}.svg is nearly empty"
+            );
+            assert!(
+                svg.contains("width=\"990\""),
+                "{stem}.svg is not 990 px wide"
+            );
             let png = fs::read(reports.join(format!("{stem}.png"))).unwrap();
             assert!(
                 png.starts_with(&[0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a]),
                 "{stem}.png lacks the PNG magic"
             );
+            assert!(
+                png.len() > 2000,
+                "{stem}.png is nearly empty ({} bytes)",
+                png.len()
+            );
+            // IHDR: width and height, big-endian, at bytes 16..24.
+            let width = u32::from_be_bytes(png[16..20].try_into().unwrap());
+            let height = u32::from_be_bytes(png[20..24].try_into().unwrap());
+            assert_eq!(width, 990, "{stem}.png width");
+            assert!(height >= 660, "{stem}.png height {height}");
         }
     }
+
+    /// Number of files `write_report` writes: summary (3) + three tables (9) + figures + report.md.
+    const N_FILES: usize = 3 + 9 + 2 * plots::FIGURES.len() + 1;
 
     #[test]
     fn full_report() {
@@ -1182,7 +695,7 @@ mod tests {
         // r3 has no curve file (skipped); r5 failed.
 
         let written = write_report(&results, &reports, None).unwrap();
-        assert_eq!(written.len(), 3 + 2 * PLOT_STEMS.len());
+        assert_eq!(written.len(), N_FILES);
         for p in &written {
             assert!(
                 fs::metadata(p).unwrap().len() > 0,
@@ -1213,7 +726,7 @@ mod tests {
         let f = fs::File::open(results.join("summary.parquet")).unwrap();
         let df = ParquetReader::new(f).finish().unwrap();
         assert_eq!(df.height(), runs.len());
-        assert_eq!(df.width(), 22);
+        assert_eq!(df.width(), 28);
         // Sorted by model, task, scheme, optimizer, lr, seed.
         let ids: Vec<&str> = df
             .column("run_id")
@@ -1258,8 +771,11 @@ mod tests {
             &[record("f1", "ft", "zo-sgd", 1e-3, 0, CellStatus::Failed)],
         );
         let written = write_report(&results, &reports, None).unwrap();
-        assert_eq!(written.len(), 9);
+        assert_eq!(written.len(), N_FILES);
         assert_plots(&reports);
+        keep(&reports, "no-ok-cell");
+        let md = fs::read_to_string(reports.join("report.md")).unwrap();
+        assert!(md.contains("1 failed"), "{md}");
 
         // A single finished cell with a one-point curve and NaN loss points.
         let dir = tempfile::tempdir().unwrap();
@@ -1282,7 +798,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("runs.jsonl"), "").unwrap();
         let written = write_report(dir.path(), &dir.path().join("rep"), None).unwrap();
-        assert_eq!(written.len(), 9);
+        assert_eq!(written.len(), N_FILES);
         let md = fs::read_to_string(dir.path().join("summary.md")).unwrap();
         assert_eq!(md.lines().count(), 2);
     }
@@ -1318,5 +834,318 @@ mod tests {
         let cpath = dir.path().join("c.jsonl");
         fs::write(&cpath, "{\"step\":1,\"train_loss\":0.5,\"forward_passes\":2,\"dev_acc\":null}\n{\"step\":2,\"tr").unwrap();
         assert_eq!(read_curve(&cpath).unwrap().len(), 1);
+    }
+
+    /// A finished cell with the given dev and test scores.
+    fn scored(run_id: &str, lr: f64, seed: u64, dev: f64, test: f64) -> RunRecord {
+        let mut r = record(run_id, "ft", "zo-sgd", lr, seed, CellStatus::Ok);
+        r.best_dev_acc = Some(dev);
+        r.test_acc = Some(test);
+        r
+    }
+
+    #[test]
+    fn aggregation_counts_only_ok_cells_with_sample_std() {
+        let mut runs = vec![
+            scored("a0", 1e-3, 0, 0.6, 0.70),
+            scored("a1", 1e-3, 1, 0.7, 0.80),
+            scored("a2", 1e-3, 2, 0.8, 0.90),
+            record("a3", "ft", "zo-sgd", 1e-3, 3, CellStatus::Failed),
+            record("a4", "ft", "zo-sgd", 1e-3, 4, CellStatus::Diverged),
+        ];
+        runs[0].peak_mem_bytes = Some(100 << 20);
+        runs[1].peak_mem_bytes = Some(200 << 20);
+        runs[2].peak_mem_bytes = Some(300 << 20);
+        runs[2].time_per_step_s = Some(f64::NAN); // left out of the time mean
+        // A diverged cell's values never enter a mean, even when present.
+        runs[4].test_acc = Some(0.0);
+        runs[4].best_dev_acc = Some(1.0);
+        let groups = aggregate(&runs);
+        assert_eq!(groups.len(), 1);
+        let g = &groups[0];
+        assert_eq!((g.n_cells, g.n_ok), (5, 3));
+        assert_eq!(g.statuses, "diverged 1, failed 1, ok 3");
+        assert_eq!(g.first_error.as_deref(), Some("boom | with pipe"));
+        assert_eq!(g.test.n, 3);
+        assert!((g.test.mean.unwrap() - 0.8).abs() < 1e-12);
+        assert!((g.test.std.unwrap() - 0.1).abs() < 1e-12); // sample std (n − 1)
+        assert!((g.dev.mean.unwrap() - 0.7).abs() < 1e-12);
+        assert!((g.peak_mem_mib.mean.unwrap() - 200.0).abs() < 1e-9);
+        assert!((g.peak_mem_mib.std.unwrap() - 100.0).abs() < 1e-9);
+        assert_eq!(g.time_per_step_s.n, 2);
+        assert_eq!(g.time_per_step_s.std, Some(0.0));
+        assert_eq!(g.ok_run_ids, ["a0", "a1", "a2"]);
+        assert_eq!(g.setting, "lr=0.001, mu=0.001");
+
+        // One value: a mean, no std; none: neither.
+        let one = Stat::of([Some(0.5), None, Some(f64::NAN)]);
+        assert_eq!((one.mean, one.std, one.n), (Some(0.5), None, 1));
+        assert_eq!(one.scaled(100.0).display(1), "50.0");
+        assert_eq!(Stat::of([None]).display(1), "–");
+        assert_eq!(
+            Stat::of([Some(0.7), Some(0.9)]).scaled(100.0).display(1),
+            "80.0 ± 14.1"
+        );
+
+        // The frame carries the same numbers; the markdown shows mean ± std in %.
+        let df = aggregate_frame(&groups).unwrap();
+        assert_eq!(df.height(), 1);
+        let n = df.column("n").unwrap().u64().unwrap().get(0);
+        assert_eq!(n, Some(3));
+        let sd = df
+            .column("test_std")
+            .unwrap()
+            .f64()
+            .unwrap()
+            .get(0)
+            .unwrap();
+        assert!((sd - 0.1).abs() < 1e-12);
+        let md = aggregate_markdown(&groups);
+        assert!(md.contains("| 80.0 ± 10.0 |"), "{md}");
+        assert!(md.contains("diverged 1, failed 1, ok 3"), "{md}");
+
+        // Different hyper-parameters, steps or templates are different settings.
+        let mut other = scored("b0", 1e-2, 0, 0.5, 0.5);
+        other.steps = 40;
+        let mut tmpl = scored("c0", 1e-3, 0, 0.5, 0.5);
+        tmpl.template = Some("none".into());
+        runs.extend([other, tmpl]);
+        assert_eq!(aggregate(&runs).len(), 3);
+    }
+
+    #[test]
+    fn dev_selection_picks_by_dev_never_by_test() {
+        // lr = 1e-3 is best on dev (mean 0.80) but worse on test (0.60);
+        // lr = 1e-2 is worse on dev (0.70) and best on test (0.90).
+        let mut runs = vec![
+            scored("hi-dev-0", 1e-3, 0, 0.78, 0.58),
+            scored("hi-dev-1", 1e-3, 1, 0.82, 0.62),
+            scored("hi-test-0", 1e-2, 0, 0.69, 0.91),
+            scored("hi-test-1", 1e-2, 1, 0.71, 0.89),
+            // A failed cell of a third setting does not compete.
+            record("failed", "ft", "zo-sgd", 1e-1, 0, CellStatus::Failed),
+        ];
+        // Another optimizer is selected separately.
+        let mut fo = scored("fo", 1e-2, 0, 0.5, 0.5);
+        fo.optimizer = "fo-sgd".into();
+        runs.push(fo);
+        let groups = aggregate(&runs);
+        let sel = select_on_dev(&groups);
+        assert_eq!(sel.len(), 2);
+        let zo = sel.iter().find(|s| s.group.optimizer == "zo-sgd").unwrap();
+        assert_eq!(hp_value(&zo.group, "lr"), Some(1e-3));
+        assert_eq!(zo.candidates, 2);
+        assert!((zo.group.test.mean.unwrap() - 0.60).abs() < 1e-12);
+        assert_eq!(zo.group.n_ok, 2);
+
+        let picked: Vec<String> = dev_selected(&runs).into_iter().map(|r| r.run_id).collect();
+        assert_eq!(picked, ["hi-dev-0", "hi-dev-1", "fo"]);
+
+        let df = selected_frame(&sel).unwrap();
+        let lr = df.column("lr").unwrap().f64().unwrap();
+        let test = df.column("test_mean").unwrap().f64().unwrap();
+        let opt = df.column("optimizer").unwrap().str().unwrap();
+        for i in 0..df.height() {
+            if opt.get(i) == Some("zo-sgd") {
+                assert_eq!(lr.get(i), Some(1e-3));
+                assert!((test.get(i).unwrap() - 0.60).abs() < 1e-12);
+            }
+        }
+        let md = selected_markdown(&sel);
+        assert!(md.contains("| 80.0 ± 2.8 | 60.0 ± 2.8 |"), "{md}");
+
+        // Ties go to the setting recorded first.
+        let tie = vec![
+            scored("t1", 1e-2, 0, 0.7, 0.1),
+            scored("t2", 1e-3, 0, 0.7, 0.9),
+        ];
+        let sel = select_on_dev(&aggregate(&tie));
+        assert_eq!(sel[0].group.ok_run_ids, ["t1"]);
+    }
+
+    fn hp_value(g: &Group, key: &str) -> Option<f64> {
+        g.hparams.get(key).and_then(|v| v.as_f64())
+    }
+
+    #[test]
+    fn pareto_front_keeps_only_undominated_points() {
+        // (memory, score): less memory and a higher score are better.
+        let pts = [
+            (100.0, 0.60),   // 0: front (least memory)
+            (150.0, 0.55),   // 1: dominated by 0
+            (200.0, 0.80),   // 2: front
+            (200.0, 0.70),   // 3: dominated by 2 (same memory, lower score)
+            (300.0, 0.80),   // 4: dominated by 2 (more memory, same score)
+            (400.0, 0.90),   // 5: front
+            (f64::NAN, 1.0), // 6: ignored
+            (100.0, 0.60),   // 7: duplicate of 0, not listed twice
+        ];
+        assert_eq!(pareto_front(&pts), vec![0, 2, 5]);
+        assert_eq!(pareto_front(&[]), Vec::<usize>::new());
+        assert_eq!(pareto_front(&[(1.0, 1.0)]), vec![0]);
+        // A point with both less memory and a higher score dominates everything else.
+        assert_eq!(pareto_front(&[(5.0, 0.1), (1.0, 0.9), (3.0, 0.5)]), vec![1]);
+    }
+
+    #[test]
+    fn report_md_lists_every_table_figure_and_the_provenance() {
+        let dir = tempfile::tempdir().unwrap();
+        let results = dir.path().join("results");
+        let reports = dir.path().join("reports");
+        fs::create_dir_all(results.join("curves")).unwrap();
+        let mut runs = vec![
+            scored("m0", 1e-3, 0, 0.7, 0.65),
+            scored("m1", 1e-3, 1, 0.8, 0.75),
+            record("m2", "head", "fo-sgd", 1e-2, 0, CellStatus::Ok),
+            record("m3", "head", "zo-sgd", 1e-2, 0, CellStatus::Oom),
+        ];
+        for r in &mut runs {
+            r.git_commit = "0123abcd".into();
+            r.cpu = "Test CPU 9000".into();
+            r.backend = "flex".into();
+            r.versions.insert("burn".into(), "0.22.1".into());
+        }
+        runs[3].error = Some("killed by the OOM killer\nsecond line".into());
+        write_lines(&results.join("runs.jsonl"), &runs);
+        for id in ["m0", "m1", "m2"] {
+            write_lines(
+                &results.join("curves").join(format!("{id}.jsonl")),
+                &curve(30),
+            );
+        }
+        let written = write_report(&results, &reports, None).unwrap();
+        assert_eq!(written.len(), N_FILES);
+        let md = fs::read_to_string(reports.join("report.md")).unwrap();
+        assert_eq!(written.last().unwrap(), &reports.join("report.md"));
+        for (stem, _) in TABLES {
+            for ext in ["parquet", "csv", "md"] {
+                let f = format!("{stem}.{ext}");
+                assert!(
+                    md.contains(&format!("]({f})")),
+                    "report.md lacks a link to {f}"
+                );
+                assert!(written.contains(&reports.join(&f)), "{f} not written");
+            }
+        }
+        for (stem, _) in plots::FIGURES {
+            for ext in ["svg", "png"] {
+                let f = format!("{stem}.{ext}");
+                assert!(
+                    md.contains(&format!("]({f})")),
+                    "report.md lacks a link to {f}"
+                );
+                assert!(written.contains(&reports.join(&f)), "{f} not written");
+            }
+        }
+        for needle in [
+            "0123abcd",
+            "Test CPU 9000",
+            "flex",
+            "f32",
+            "burn 0.22.1",
+            "zobench 0.1.0",
+            "| threads | 2 |",
+            "VmHWM",
+            "2025-01-01T00:00:00Z",
+            "# unit:",
+            "3 ok",
+            "1 oom",
+        ] {
+            assert!(md.contains(needle), "report.md lacks {needle:?}:\n{md}");
+        }
+        // The dev-selected table is embedded, with the mean ± std over the two seeds.
+        assert!(md.contains("70.0 ± 7.1"), "{md}");
+        // The failed cell shows its status and the first line of its error only.
+        assert!(md.contains("killed by the OOM killer"));
+        assert!(!md.contains("second line"));
+        let cells = fs::read_to_string(reports.join("cells.csv")).unwrap();
+        assert!(cells.contains("killed by the OOM killer"));
+        assert!(!cells.contains("second line"));
+        assert_plots(&reports);
+
+        // The tables read back with polars.
+        for stem in ["dev_selected", "aggregate", "cells"] {
+            let f = fs::File::open(reports.join(format!("{stem}.parquet"))).unwrap();
+            let df = ParquetReader::new(f).finish().unwrap();
+            let rows = match stem {
+                "dev_selected" => 2, // ft/zo-sgd, head/fo-sgd; nothing for the OOM-only head/zo-sgd
+                "aggregate" => 3,
+                _ => 4,
+            };
+            assert_eq!(df.height(), rows, "{stem}");
+        }
+    }
+
+    /// Copies `reports` to `$ZOBENCH_KEEP_TEST_REPORT/<name>` when that variable is set (to
+    /// look at the figures of a test by eye).
+    fn keep(reports: &Path, name: &str) {
+        if let Some(to) = std::env::var_os("ZOBENCH_KEEP_TEST_REPORT") {
+            let to = Path::new(&to).join(name);
+            fs::create_dir_all(&to).unwrap();
+            for e in fs::read_dir(reports).unwrap() {
+                let e = e.unwrap();
+                fs::copy(e.path(), to.join(e.file_name())).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn a_grid_of_tasks_schemes_optimizers_and_seeds_renders_one_panel_per_model_and_task() {
+        let dir = tempfile::tempdir().unwrap();
+        let results = dir.path().join("results");
+        let reports = dir.path().join("reports");
+        fs::create_dir_all(results.join("curves")).unwrap();
+        let mut runs = Vec::new();
+        let mut k = 0u64;
+        for task in ["sst2", "rte"] {
+            for (si, scheme) in ["ft", "head"].iter().enumerate() {
+                for (oi, opt) in ["fo-sgd", "zo-adam", "zo-sgd"].iter().enumerate() {
+                    for lr in [1e-3, 1e-2] {
+                        for seed in 0..3u64 {
+                            k += 1;
+                            let id = format!("g{k}");
+                            let mut r = record(&id, scheme, opt, lr, seed, CellStatus::Ok);
+                            r.task = task.into();
+                            let base = 0.55 + 0.1 * oi as f64 + 0.05 * si as f64;
+                            let jitter = 0.01 * seed as f64 + if lr > 5e-3 { 0.02 } else { 0.0 };
+                            r.best_dev_acc = Some(base + jitter);
+                            r.test_acc = Some(base - 0.02 + jitter);
+                            r.peak_mem_bytes = Some(
+                                ((150 + 200 * (oi == 0) as u64 + 50 * oi as u64) << 20) + seed,
+                            );
+                            r.time_per_step_s = Some(0.1 + 0.05 * oi as f64);
+                            r.time_per_step_p10_s = Some(0.08 + 0.05 * oi as f64);
+                            r.time_per_step_p90_s = Some(0.14 + 0.05 * oi as f64);
+                            if seed == 2 && opt == &"zo-sgd" && lr > 5e-3 {
+                                r.status = CellStatus::Diverged;
+                                r.error = Some("loss became NaN at step 7".into());
+                            }
+                            let fp = if opt.starts_with("zo") { 2 } else { 1 };
+                            let c: Vec<CurvePoint> = (1..=40)
+                                .map(|s| CurvePoint {
+                                    step: s,
+                                    train_loss: 0.7
+                                        * (-(s as f64) / (20.0 + 10.0 * oi as f64)).exp()
+                                        + 0.02 * ((s as u64 * 7 + seed * 13) % 5) as f64,
+                                    forward_passes: fp * s as u64,
+                                    dev_acc: None,
+                                })
+                                .collect();
+                            write_lines(&results.join("curves").join(format!("{id}.jsonl")), &c);
+                            runs.push(r);
+                        }
+                    }
+                }
+            }
+        }
+        write_lines(&results.join("runs.jsonl"), &runs);
+        write_report(&results, &reports, None).unwrap();
+        assert_plots(&reports);
+        // Two panels (one per task) in the fixed-height figures.
+        let png = fs::read(reports.join("acc_vs_memory.png")).unwrap();
+        assert_eq!(u32::from_be_bytes(png[20..24].try_into().unwrap()), 2 * 660);
+        let sel = fs::read_to_string(reports.join("dev_selected.csv")).unwrap();
+        assert_eq!(sel.lines().count(), 1 + 2 * 2 * 3);
+        keep(&reports, "grid");
     }
 }

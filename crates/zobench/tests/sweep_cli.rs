@@ -427,3 +427,57 @@ fn cells_that_time_out_are_recorded_the_sweep_goes_on_and_they_are_retried() {
     assert!(after.starts_with(&before));
     assert_eq!(read().len(), 4);
 }
+
+#[test]
+fn every_shipped_config_validates() {
+    let tmp = tempfile::tempdir().unwrap();
+    // An empty model cache: nothing is fetched or calibrated, only parsed and expanded.
+    let home = tmp.path().join("home");
+    for e in std::fs::read_dir(root().join("configs")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_none_or(|x| x != "toml") {
+            continue;
+        }
+        let o = Command::new(env!("CARGO_BIN_EXE_zobench"))
+            .args(["validate", "--config", p.to_str().unwrap()])
+            .env("ZOBENCH_HOME", &home)
+            .current_dir(tmp.path())
+            .output()
+            .unwrap();
+        let t = text(&o);
+        assert!(o.status.success(), "{}: {t}", p.display());
+        assert!(t.contains(" cells, "), "{}: {t}", p.display());
+    }
+}
+
+#[test]
+fn compare_exits_1_on_a_regression_and_0_without() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().join("base");
+    let cur = tmp.path().join("cur");
+    std::fs::create_dir_all(&base).unwrap();
+    std::fs::create_dir_all(&cur).unwrap();
+    // One real record from a tiny sweep, then a copy with a lower accuracy.
+    let cfg = write_cfg(tmp.path(), GOOD);
+    let o = sweep(&cfg, &base);
+    assert!(o.status.success(), "{}", text(&o));
+    let line = std::fs::read_to_string(base.join("runs.jsonl")).unwrap();
+    std::fs::write(cur.join("runs.jsonl"), &line).unwrap();
+    let run = |a: &Path, b: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_zobench"))
+            .args(["compare", a.to_str().unwrap(), b.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let o = run(&base, &cur);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let mut rec: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    let acc = rec["test_acc"].as_f64().unwrap();
+    rec["test_acc"] = serde_json::json!(acc - 0.25);
+    std::fs::write(cur.join("runs.jsonl"), format!("{rec}\n")).unwrap();
+    let o = run(&base, &cur);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("REGRESSION"), "{}", text(&o));
+    let o = run(&base, &tmp.path().join("nothing"));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+}

@@ -31,9 +31,9 @@ fn sigkill_at_any_moment_then_resume_loses_nothing() {
     std::fs::write(&cfg, body).unwrap();
     let out = tmp.path().join("results");
     let reports = tmp.path().join("reports");
-    let run = || {
+    let run_jobs = |jobs: &str| {
         Command::new(env!("CARGO_BIN_EXE_zobench"))
-            .args(["sweep", "--config"])
+            .args(["sweep", "--jobs", jobs, "--config"])
             .arg(&cfg)
             .arg("--out")
             .arg(&out)
@@ -45,6 +45,7 @@ fn sigkill_at_any_moment_then_resume_loses_nothing() {
             .spawn()
             .unwrap()
     };
+    let run = || run_jobs("1");
     let runs = out.join("runs.jsonl");
     let read = || std::fs::read(&runs).unwrap_or_default();
     // Kill after these delays (ms): early (loading), mid-cell, and later; each restart resumes.
@@ -78,7 +79,8 @@ fn sigkill_at_any_moment_then_resume_loses_nothing() {
     let mut partial = read();
     partial.extend_from_slice(br#"{"run_id":"torn","sweep":"ki"#);
     std::fs::write(&runs, &partial).unwrap();
-    let st = run().wait().unwrap();
+    // The final resume runs two cells at a time: one complete line per record still.
+    let st = run_jobs("2").wait().unwrap();
     assert!(st.success(), "the final resume finishes the sweep");
     let text = String::from_utf8(read()).unwrap();
     assert!(text.ends_with('\n'));

@@ -35,9 +35,11 @@
 //! index) is the same for every template of a task and equals the item's class index.
 //!
 //! MeZO's WinoGrande scoring is "context = text before the blank, candidate = option + the rest
-//! of the sentence" (one shared context, so the options are compared on the whole completion);
-//! the alternative partial scoring (each option in the context, only the rest scored) needs a
-//! context per candidate and is not offered.
+//! of the sentence" (one shared context, so the options are compared on the whole completion).
+//! WinoGrande also has the `partial` template (Trinh & Le's partial scoring, the usual LM
+//! evaluation of WinoGrande): each option is placed in its own context, `text before _ +
+//! option`, and only the rest of the sentence — the same tokens for both options — is scored
+//! ([`Prompted::candidate_contexts`]).
 //!
 //! ## Tokenization contract (for the runner)
 //!
@@ -67,12 +69,27 @@ pub struct Prompted {
     pub candidates: Vec<String>,
     /// Index of the correct candidate (= the item's class index).
     pub gold: usize,
+    /// Per-candidate contexts (WinoGrande's `partial` template): when non-empty, candidate i
+    /// continues `candidate_contexts[i]` instead of `context` (which then holds the shared
+    /// text before the options, for display and demonstrations).
+    pub candidate_contexts: Vec<String>,
 }
 
 impl Prompted {
     /// `context + candidates[gold]`: the full gold text (MeZO's verbalised string).
     pub fn gold_text(&self) -> String {
-        format!("{}{}", self.context, self.candidates[self.gold])
+        format!(
+            "{}{}",
+            self.context_of(self.gold),
+            self.candidates[self.gold]
+        )
+    }
+
+    /// The context candidate `i` continues.
+    pub fn context_of(&self, i: usize) -> &str {
+        self.candidate_contexts
+            .get(i)
+            .map_or(self.context.as_str(), String::as_str)
     }
 }
 
@@ -104,7 +121,9 @@ pub fn loss_kind(name: &str) -> Result<LossKind, TaskError> {
 
 /// The template names of task `name` (the first is the default); empty for an unknown task.
 pub fn templates(name: &str) -> &'static [&'static str] {
-    if crate::TASKS.contains(&name) {
+    if name == "winogrande" {
+        &["mezo", "none", "partial"]
+    } else if crate::TASKS.contains(&name) {
         TEMPLATES
     } else {
         &[]
@@ -143,6 +162,34 @@ fn split_space(prefix: &str, candidates: Vec<String>) -> (String, Vec<String>) {
 /// [`TaskError::UnknownTemplate`] listing the task's templates.
 pub fn render(item: &Item, template: &str) -> Result<Prompted, TaskError> {
     let task = item.task();
+    if template == "partial" {
+        if let Item::WinoGrande {
+            sentence,
+            option1,
+            option2,
+            ..
+        } = item
+        {
+            // Each option in its own context; the shared rest of the sentence is scored.
+            let (before, after) = sentence.split_once('_').unwrap_or((sentence, ""));
+            let before = before.trim_end();
+            // Nothing after the blank: score a final period, so both options share tokens.
+            let cand = if after.is_empty() {
+                ".".to_string()
+            } else {
+                after.to_string()
+            };
+            return Ok(Prompted {
+                context: before.to_string(),
+                candidates: vec![cand.clone(), cand],
+                gold: item.label(),
+                candidate_contexts: vec![
+                    format!("{before} {option1}"),
+                    format!("{before} {option2}"),
+                ],
+            });
+        }
+    }
     let mezo = match template {
         "mezo" => true,
         "none" => false,
@@ -308,6 +355,7 @@ pub fn render(item: &Item, template: &str) -> Result<Prompted, TaskError> {
         context,
         candidates,
         gold: item.label(),
+        candidate_contexts: Vec::new(),
     })
 }
 
@@ -344,7 +392,10 @@ pub fn few_shot(
     if parts.is_empty() {
         return Ok(q);
     }
-    parts.push(q.context);
-    q.context = parts.join(DEMO_SEPARATOR);
+    let demos = parts.join(DEMO_SEPARATOR);
+    q.context = format!("{demos}{DEMO_SEPARATOR}{}", q.context);
+    for c in &mut q.candidate_contexts {
+        *c = format!("{demos}{DEMO_SEPARATOR}{c}");
+    }
     Ok(q)
 }

@@ -122,7 +122,12 @@ fn every_task_has_files_and_loads_with_its_default_split() {
         for ex in d.train.iter().chain(&d.test) {
             assert!(ex.label < d.num_labels());
         }
-        assert_eq!(templates(task), &["mezo", "none"]);
+        let want: &[&str] = if *task == "winogrande" {
+            &["mezo", "none", "partial"]
+        } else {
+            &["mezo", "none"]
+        };
+        assert_eq!(templates(task), want);
         for t in templates(task) {
             for p in s.prompted(Split::Test, t).unwrap() {
                 assert!(p.gold < p.candidates.len());
@@ -394,6 +399,26 @@ fn winogrande_first_row_renders() {
     );
     assert_eq!(n.candidates, strs(&[" holes", " spaces"]));
     assert_eq!(loss_kind("winogrande").unwrap(), LossKind::GoldLm);
+    // Partial scoring: each option in its own context, the shared rest scored.
+    let p = render(&first("winogrande"), "partial").unwrap();
+    assert_eq!(
+        p.candidate_contexts,
+        strs(&[
+            "The rats fled their holes for the open spaces since the holes",
+            "The rats fled their holes for the open spaces since the spaces"
+        ])
+    );
+    assert_eq!(
+        p.candidates,
+        strs(&[" were crowded for them.", " were crowded for them."])
+    );
+    assert_eq!(p.context_of(1), p.candidate_contexts[1]);
+    assert_eq!(
+        p.gold_text(),
+        "The rats fled their holes for the open spaces since the holes were crowded for them."
+    );
+    // Other tasks have no `partial` template.
+    assert!(render(&first("copa"), "partial").is_err());
 }
 
 #[test]

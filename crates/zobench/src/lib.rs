@@ -6,6 +6,7 @@
 //! The binary `zobench` wraps these modules in a CLI.
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod cell;
 pub mod compare;
 pub mod config;

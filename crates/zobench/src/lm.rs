@@ -1,7 +1,8 @@
 //! The causal-LM formulation of a task (MeZO / ZO-Bench): a context and candidate
 //! continuations, scored by the model's log-likelihood of the candidate tokens.
 //!
-//! * **Tokenization**: `ids = tok(context, with special tokens) ++ tok(candidate, without)`;
+//! * **Tokenization**: `ids = tok(context, with special tokens) ++ tok(candidate, without)`
+//!   (the candidate's own context when the template gives one, as WinoGrande's `partial`);
 //!   a row longer than `max_length` loses tokens from the *left of the context*, never from
 //!   the candidate, and is counted in [`Tokenized::truncated`].
 //! * **Score** of a candidate: mean log-probability of its tokens given everything before
@@ -57,14 +58,22 @@ pub fn tokenize(
 ) -> Result<Tokenized, ModelError> {
     let mut out = Tokenized::default();
     for (i, p) in prompts.iter().enumerate() {
-        let ctx = tok.encode_ids(&p.context, true)?;
+        let shared = tok.encode_ids(&p.context, true)?;
         let mut ex = TokExample {
             rows: vec![],
             starts: vec![],
             gold: p.gold,
             group: groups.map(|g| g[i]),
         };
-        for c in &p.candidates {
+        for (ci, c) in p.candidates.iter().enumerate() {
+            // A per-candidate context (WinoGrande's partial scoring) replaces the shared one.
+            let own;
+            let ctx = if p.candidate_contexts.is_empty() {
+                &shared
+            } else {
+                own = tok.encode_ids(p.context_of(ci), true)?;
+                &own
+            };
             let cand = tok.encode_ids(c, false)?;
             if cand.is_empty() || ctx.is_empty() {
                 return Err(ModelError::Tokenizer {

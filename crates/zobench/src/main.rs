@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use zobench::error::{UserError, exit_code};
-use zobench::{cell, compare, config, fetch, inspect, registry, report, sweep, validate};
+use zobench::{bench, cell, compare, config, fetch, inspect, registry, report, sweep, validate};
 
 #[derive(Parser)]
 #[command(
@@ -112,6 +112,34 @@ enum Cmd {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Time forward / ZO-SGD step / perturbation / FO-SGD / FO-Adam on a synthetic batch, each
+    /// in its own process (optionally beside the PyTorch MeZO reference); writes perf.md.
+    Bench {
+        /// Registry name, HF folder or .gguf file.
+        #[arg(long, default_value = "smollm2-135m")]
+        model: String,
+        /// Rows of the synthetic batch.
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+        /// Tokens per row.
+        #[arg(long, default_value_t = 32)]
+        seq: usize,
+        /// Threads of every measured process.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// Timed runs per method (after one warm-up).
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+        /// Comma-separated subset of: inference, zo-sgd, perturb, fo-sgd, fo-adam.
+        #[arg(long)]
+        methods: Option<String>,
+        /// Python with torch + transformers, to run benchmarks/reference/mezo_reference.py.
+        #[arg(long)]
+        reference_python: Option<PathBuf>,
+        /// Output folder.
+        #[arg(long, default_value = "reports/perf")]
+        out: PathBuf,
+    },
     /// List the names an axis accepts.
     Ls {
         /// models | tasks | schemes | optimizers | templates
@@ -179,6 +207,43 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let config = default_config_fallback(config);
             let cfg = config::SweepConfig::from_file(&config)?;
             validate::print(&config, &cfg)?;
+        }
+        Cmd::Bench {
+            model,
+            batch,
+            seq,
+            threads,
+            repeats,
+            methods,
+            reference_python,
+            out,
+        } => {
+            let mut o = bench::BenchOptions {
+                model,
+                batch: batch.max(1),
+                seq: seq.max(2),
+                threads: threads.max(1),
+                repeats: repeats.max(1),
+                reference_python,
+                out,
+                ..Default::default()
+            };
+            if let Some(m) = methods {
+                o.methods = m.split(',').map(|x| x.trim().to_string()).collect();
+                for x in &o.methods {
+                    if !bench::METHODS.contains(&x.as_str()) {
+                        return Err(UserError::new(format!(
+                            "unknown bench method `{x}`{}; valid: {}",
+                            zobench::error::did_you_mean(x, &bench::METHODS),
+                            bench::METHODS.join(", ")
+                        ))
+                        .into());
+                    }
+                }
+            }
+            let md = bench::run(&o)?;
+            println!("{}", std::fs::read_to_string(&md).unwrap_or_default());
+            eprintln!("wrote {}", md.display());
         }
         Cmd::Forward { model, input, out } => {
             inspect::forward(&model, &input, out.as_deref())?;
@@ -338,6 +403,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn main() {
+    // A `zobench bench` measurement child: runs one method and exits.
+    if let Some(code) = zobench::bench::child_main() {
+        std::process::exit(code);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),

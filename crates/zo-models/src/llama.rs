@@ -25,9 +25,9 @@ use crate::model::{
     Adapters, Block, KvCapture, LanguageModel, LinearInfo, ModelInfo, ModelInput, ModelKind,
 };
 use crate::nn::{
-    AttnMask, AttnShape, Lin, Rope, act, add_prefix_if_missing, apply_rope, attention, attn_mask,
-    cfg_bool, cfg_f64, cfg_get, cfg_str, cfg_token, cfg_usize, cfg_usize_opt, check_act, linear,
-    positions_from_mask, prepare, put, rms_norm, strip_prompt,
+    AttnMask, AttnShape, Lin, Rope, add_prefix_if_missing, apply_rope, attention, attn_mask,
+    cfg_bool, cfg_f64, cfg_get, cfg_str, cfg_token, cfg_usize, cfg_usize_opt, check_act, gated_act,
+    linear, positions_from_mask, prepare, put, rms_norm, strip_prompt,
 };
 use burn::tensor::Tensor;
 use serde_json::Value;
@@ -329,9 +329,9 @@ impl LanguageModel for LlamaModel {
             let a = attention(ps, ad, li, q, k, v, mask, shape, &mut capture);
             x = x + linear(ps, ad, &l.o, a);
             let y = rms_norm(ps, x.clone(), l.ln2, self.eps);
-            let g = act(&self.act, linear(ps, ad, &l.gate, y.clone()));
+            let g = linear(ps, ad, &l.gate, y.clone());
             let u = linear(ps, ad, &l.up, y);
-            x = x + linear(ps, ad, &l.down, g * u);
+            x = x + linear(ps, ad, &l.down, gated_act(&self.act, g, u));
         }
         let x = rms_norm(ps, x, self.norm, self.eps);
         strip_prompt(x, p.n_prompt)

@@ -136,7 +136,18 @@ pub(crate) fn check_act(name: &str, key: &str, path: &Path) -> Result<(), ModelE
 /// Activation by HF name: `gelu` (exact, erf), `gelu_new` / `gelu_pytorch_tanh` /
 /// `gelu_fast` (tanh approximation), `relu`, `silu` / `swish`, `quick_gelu`
 /// (`x·σ(1.702x)`), `tanh`. Names are validated at load by [`check_act`].
+///
+/// On the plain (non-autodiff) `flex` device, `gelu` and `silu` run as one fused host pass
+/// split over the rayon pool (flex's unary ops are single-threaded): see [`host_act`].
 pub(crate) fn act<const D: usize>(name: &str, x: Tensor<D>) -> Tensor<D> {
+    match host_act(name) {
+        Some(f) if host_fast(&x) => host_map(x, f),
+        _ => act_tensor(name, x),
+    }
+}
+
+/// [`act`] through burn's tensor ops (every device).
+fn act_tensor<const D: usize>(name: &str, x: Tensor<D>) -> Tensor<D> {
     match name {
         "gelu" => gelu(x),
         "relu" => relu(x),
@@ -144,6 +155,216 @@ pub(crate) fn act<const D: usize>(name: &str, x: Tensor<D>) -> Tensor<D> {
         "quick_gelu" => x.clone() * sigmoid(x.mul_scalar(1.702)),
         "tanh" => x.tanh(),
         _ => gelu_approximate(x),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Fused host elementwise passes (flex only)
+// ---------------------------------------------------------------------------------------
+//
+// flex runs unary and binary elementwise ops on one thread, and each op is a full pass over
+// memory (silu alone is a sigmoid pass plus a multiply pass). On the plain `flex` device the
+// tensor data already lives in host memory, so the wide elementwise steps of the MLP (the
+// activation, the SwiGLU product, the bias add before it) are done here in one pass split
+// over the rayon pool. The scalar formulas are the ones flex uses (same operation order), so
+// the results agree with the tensor path to f32 rounding (bitwise for silu; gelu's erf uses
+// libm's algorithm with std's `exp`, which may differ from libm's `expf` by an ulp).
+// On any other device (autodiff included, whose graph a host pass would cut) the tensor path
+// is taken.
+
+/// Elements per rayon task of a host pass.
+const HOST_CHUNK: usize = 1 << 14;
+
+/// Whether `x` can take a fused host pass: an f32 tensor on the plain flex device.
+fn host_fast<const D: usize>(x: &Tensor<D>) -> bool {
+    let dev = x.device();
+    x.dtype() == burn::tensor::DType::F32 && !dev.is_autodiff() && dev == Device::flex()
+}
+
+/// The tensor's values, row-major (a contiguous copy).
+fn host_vec<const D: usize>(x: Tensor<D>) -> Vec<f32> {
+    x.into_data()
+        .try_into_vec::<f32>()
+        .expect("f32 tensor data")
+}
+
+/// `f` applied to every element, in parallel chunks.
+fn host_map<const D: usize>(x: Tensor<D>, f: fn(f32) -> f32) -> Tensor<D> {
+    use rayon::prelude::*;
+    let dev = x.device();
+    let shape = x.dims();
+    let mut v = host_vec(x);
+    v.par_chunks_mut(HOST_CHUNK)
+        .for_each(|c| c.iter_mut().for_each(|a| *a = f(*a)));
+    Tensor::from_data(TensorData::new(v, shape), &dev)
+}
+
+/// The host form of an activation, where one is implemented.
+fn host_act(name: &str) -> Option<fn(f32) -> f32> {
+    match name {
+        "gelu" => Some(gelu_f32),
+        "silu" | "swish" => Some(silu_f32),
+        _ => None,
+    }
+}
+
+/// flex's `sigmoid` (stable in both tails).
+#[inline]
+fn sigmoid_f32(x: f32) -> f32 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// burn's `silu`: `x · σ(x)`.
+#[inline]
+fn silu_f32(x: f32) -> f32 {
+    x * sigmoid_f32(x)
+}
+
+/// flex's exact GELU: `0.5 x (1 + erf(x / √2))`.
+#[inline]
+fn gelu_f32(x: f32) -> f32 {
+    0.5 * x * (1.0 + erf_f32(x / std::f32::consts::SQRT_2))
+}
+
+/// `erf` for f32: the FreeBSD/musl `erff` algorithm (as in the `libm` crate flex calls),
+/// with std's `exp`. Max error about 1 ulp.
+#[allow(clippy::excessive_precision, clippy::unreadable_literal)]
+fn erf_f32(x: f32) -> f32 {
+    const ERX: f32 = 8.4506291151e-01;
+    const EFX8: f32 = 1.0270333290e+00;
+    const PP0: f32 = 1.2837916613e-01;
+    const PP1: f32 = -3.2504209876e-01;
+    const PP2: f32 = -2.8481749818e-02;
+    const PP3: f32 = -5.7702702470e-03;
+    const PP4: f32 = -2.3763017452e-05;
+    const QQ1: f32 = 3.9791721106e-01;
+    const QQ2: f32 = 6.5022252500e-02;
+    const QQ3: f32 = 5.0813062117e-03;
+    const QQ4: f32 = 1.3249473704e-04;
+    const QQ5: f32 = -3.9602282413e-06;
+    const PA0: f32 = -2.3621185683e-03;
+    const PA1: f32 = 4.1485610604e-01;
+    const PA2: f32 = -3.7220788002e-01;
+    const PA3: f32 = 3.1834661961e-01;
+    const PA4: f32 = -1.1089469492e-01;
+    const PA5: f32 = 3.5478305072e-02;
+    const PA6: f32 = -2.1663755178e-03;
+    const QA1: f32 = 1.0642088205e-01;
+    const QA2: f32 = 5.4039794207e-01;
+    const QA3: f32 = 7.1828655899e-02;
+    const QA4: f32 = 1.2617121637e-01;
+    const QA5: f32 = 1.3637083583e-02;
+    const QA6: f32 = 1.1984500103e-02;
+    const RA0: f32 = -9.8649440333e-03;
+    const RA1: f32 = -6.9385856390e-01;
+    const RA2: f32 = -1.0558626175e+01;
+    const RA3: f32 = -6.2375331879e+01;
+    const RA4: f32 = -1.6239666748e+02;
+    const RA5: f32 = -1.8460508728e+02;
+    const RA6: f32 = -8.1287437439e+01;
+    const RA7: f32 = -9.8143291473e+00;
+    const SA1: f32 = 1.9651271820e+01;
+    const SA2: f32 = 1.3765776062e+02;
+    const SA3: f32 = 4.3456588745e+02;
+    const SA4: f32 = 6.4538726807e+02;
+    const SA5: f32 = 4.2900814819e+02;
+    const SA6: f32 = 1.0863500214e+02;
+    const SA7: f32 = 6.5702495575e+00;
+    const SA8: f32 = -6.0424413532e-02;
+    const RB0: f32 = -9.8649431020e-03;
+    const RB1: f32 = -7.9928326607e-01;
+    const RB2: f32 = -1.7757955551e+01;
+    const RB3: f32 = -1.6063638306e+02;
+    const RB4: f32 = -6.3756646729e+02;
+    const RB5: f32 = -1.0250950928e+03;
+    const RB6: f32 = -4.8351919556e+02;
+    const SB1: f32 = 3.0338060379e+01;
+    const SB2: f32 = 3.2579251099e+02;
+    const SB3: f32 = 1.5367296143e+03;
+    const SB4: f32 = 3.1998581543e+03;
+    const SB5: f32 = 2.5530502930e+03;
+    const SB6: f32 = 4.7452853394e+02;
+    const SB7: f32 = -2.2440952301e+01;
+
+    let bits = x.to_bits();
+    let sign = bits >> 31 != 0;
+    let ix = bits & 0x7fff_ffff;
+    if ix >= 0x7f80_0000 {
+        // erf(nan) = nan, erf(±inf) = ±1
+        return 1.0 - 2.0 * f32::from(u8::from(sign)) + 1.0 / x;
+    }
+    if ix < 0x3f58_0000 {
+        // |x| < 0.84375
+        if ix < 0x3180_0000 {
+            return 0.125 * (8.0 * x + EFX8 * x);
+        }
+        let z = x * x;
+        let r = PP0 + z * (PP1 + z * (PP2 + z * (PP3 + z * PP4)));
+        let s = 1.0 + z * (QQ1 + z * (QQ2 + z * (QQ3 + z * (QQ4 + z * QQ5))));
+        return x + x * (r / s);
+    }
+    let y = if ix < 0x40c0_0000 {
+        // |x| < 6: 1 - erfc(|x|)
+        let erfc = if ix < 0x3fa0_0000 {
+            // |x| < 1.25
+            let s = x.abs() - 1.0;
+            let p = PA0 + s * (PA1 + s * (PA2 + s * (PA3 + s * (PA4 + s * (PA5 + s * PA6)))));
+            let q = 1.0 + s * (QA1 + s * (QA2 + s * (QA3 + s * (QA4 + s * (QA5 + s * QA6)))));
+            1.0 - ERX - p / q
+        } else {
+            let xa = x.abs();
+            let s = 1.0 / (xa * xa);
+            let (r, big_s) = if ix < 0x4036_db6d {
+                (
+                    RA0 + s
+                        * (RA1
+                            + s * (RA2 + s * (RA3 + s * (RA4 + s * (RA5 + s * (RA6 + s * RA7)))))),
+                    1.0 + s
+                        * (SA1
+                            + s * (SA2
+                                + s * (SA3
+                                    + s * (SA4 + s * (SA5 + s * (SA6 + s * (SA7 + s * SA8))))))),
+                )
+            } else {
+                (
+                    RB0 + s * (RB1 + s * (RB2 + s * (RB3 + s * (RB4 + s * (RB5 + s * RB6))))),
+                    1.0 + s
+                        * (SB1
+                            + s * (SB2 + s * (SB3 + s * (SB4 + s * (SB5 + s * (SB6 + s * SB7)))))),
+                )
+            };
+            let z = f32::from_bits(xa.to_bits() & 0xffff_e000);
+            (-z * z - 0.5625).exp() * ((z - xa) * (z + xa) + r / big_s).exp() / xa
+        };
+        1.0 - erfc
+    } else {
+        1.0 - f32::from_bits(0x0380_0000)
+    };
+    if sign { -y } else { y }
+}
+
+/// `act(g) ⊙ u` (the gated MLP of LLaMA-style models), fused into one host pass on flex.
+pub(crate) fn gated_act(name: &str, g: Tensor<3>, u: Tensor<3>) -> Tensor<3> {
+    match host_act(name) {
+        Some(f) if host_fast(&g) && host_fast(&u) => {
+            use rayon::prelude::*;
+            let dev = g.device();
+            let shape = g.dims();
+            let mut gv = host_vec(g);
+            let uv = host_vec(u);
+            gv.par_chunks_mut(HOST_CHUNK)
+                .zip(uv.par_chunks(HOST_CHUNK))
+                .for_each(|(gc, uc)| {
+                    gc.iter_mut().zip(uc).for_each(|(a, &b)| *a = f(*a) * b);
+                });
+            Tensor::from_data(TensorData::new(gv, shape), &dev)
+        }
+        _ => act_tensor(name, g) * u,
     }
 }
 
@@ -655,4 +876,107 @@ pub(crate) fn attention(
         .reshape([b, nh, t, d])
         .swap_dims(1, 2)
         .reshape([b, t, nh * d])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grid(n: usize) -> Tensor<2> {
+        // -12 … 12 plus a few special values.
+        let mut v: Vec<f32> = (0..n).map(|i| -12.0 + 24.0 * i as f32 / n as f32).collect();
+        v.extend([
+            0.0, -0.0, 1e-30, -1e-30, 0.84375, -0.84375, 1.25, -1.25, 2.857, 6.0, -6.0,
+        ]);
+        let len = v.len();
+        Tensor::from_data(TensorData::new(v, [1, len]), &Device::flex())
+    }
+
+    fn max_ulp(a: Tensor<2>, b: Tensor<2>) -> (u32, f32) {
+        let a = a.into_data().try_to_vec::<f32>().unwrap();
+        let b = b.into_data().try_to_vec::<f32>().unwrap();
+        let mut worst = (0u32, 0f32);
+        for (x, y) in a.iter().zip(&b) {
+            let d = (x.to_bits() as i64 - y.to_bits() as i64).unsigned_abs() as u32;
+            let d = if x.signum() != y.signum() && (*x != 0.0 || *y != 0.0) {
+                u32::MAX
+            } else {
+                d
+            };
+            worst = (worst.0.max(d), worst.1.max((x - y).abs()));
+        }
+        worst
+    }
+
+    /// The fused host passes agree with flex's tensor ops: silu bitwise, gelu within 2 ulp.
+    #[test]
+    fn host_passes_match_tensor_ops() {
+        let x = grid(200_001);
+        let (u_silu, _) = max_ulp(host_map(x.clone(), silu_f32), act_tensor("silu", x.clone()));
+        assert_eq!(u_silu, 0, "silu differs from burn's");
+        // gelu: erf may differ by an ulp (std `exp` vs libm `expf`); `1 + erf` cancels in the
+        // negative tail, so compare |Δ| against the f32 resolution of erf scaled by |x|.
+        let xs = x.clone().into_data().try_to_vec::<f32>().unwrap();
+        let a = host_map(x.clone(), gelu_f32)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let b = act_tensor("gelu", x.clone())
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        for ((&xi, &ai), &bi) in xs.iter().zip(&a).zip(&b) {
+            let tol = 2.0 * f32::EPSILON * xi.abs().max(1e-30);
+            assert!((ai - bi).abs() <= tol, "gelu({xi}) = {ai} vs {bi}");
+        }
+        let u = x.clone().flip([1]);
+        let n = x.dims()[1];
+        let fused = gated_act(
+            "silu",
+            x.clone().unsqueeze::<3>(),
+            u.clone().unsqueeze::<3>(),
+        );
+        let (u_g, _) = max_ulp(fused.reshape([1, n]), act_tensor("silu", x) * u);
+        assert_eq!(u_g, 0, "gated silu differs");
+    }
+
+    /// Timing of the fused host passes against the tensor ops (run with `--ignored
+    /// --nocapture`, `RAYON_NUM_THREADS=2`).
+    #[test]
+    #[ignore = "timing"]
+    fn host_pass_timing() {
+        let dev = Device::flex();
+        let n = 1024 * 1536;
+        let v: Vec<f32> = (0..n)
+            .map(|i| ((i * 37) % 1000) as f32 * 0.01 - 5.0)
+            .collect();
+        let x = Tensor::<3>::from_data(TensorData::new(v, [16, 64, 1536]), &dev);
+        let med = |f: &dyn Fn()| {
+            let mut t: Vec<f64> = (0..21)
+                .map(|_| {
+                    let s = std::time::Instant::now();
+                    f();
+                    s.elapsed().as_secs_f64() * 1e3
+                })
+                .collect();
+            t.sort_by(f64::total_cmp);
+            t[10]
+        };
+        let a = med(&|| drop(act_tensor("gelu", x.clone() + 0.0)));
+        let b = med(&|| drop(act("gelu", x.clone() + 0.0)));
+        let c = med(&|| drop(act_tensor("silu", x.clone() + 0.0) * x.clone()));
+        let d = med(&|| drop(gated_act("silu", x.clone() + 0.0, x.clone())));
+        let e = med(&|| drop(x.clone() + 0.0));
+        let rt = med(&|| {
+            let y = x.clone() + 0.0;
+            let shape = y.dims();
+            let v = host_vec(y);
+            drop(Tensor::<3>::from_data(TensorData::new(v, shape), &dev));
+        });
+        println!("round trip (x + 0, to host, back) {rt:.2} ms");
+        println!(
+            "[16,64,1536]: gelu tensor {a:.2} ms, host {b:.2} ms; silu(g)*u tensor {c:.2} ms, \
+             host {d:.2} ms; (x + 0 alone {e:.2} ms)"
+        );
+    }
 }

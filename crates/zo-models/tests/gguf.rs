@@ -2,15 +2,36 @@
 //! un-permutation, config) and the errors. The real SmolLM2-135M file is tested in
 //! `crates/zobench/tests/real_checkpoints.rs`, which fetches it.
 
-use serde_json::Value;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 use zo_models::ModelError;
-use zo_models::gguf::{hf_tensor_name, load_gguf, read_gguf_config};
-use zo_models::tokenizer::TextTokenizer;
+use zo_models::gguf::{load_gguf, read_gguf_config};
 
-const GGUF_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+// ---------------------------------------------------------------------------------------------
+// Hand-made GGUF files
+
+enum Kv {
+    U32(u32),
+    F32(f32),
+    Str(&'static str),
+}
+
+struct T {
+    name: &'static str,
+    /// GGUF dims, innermost first.
+    dims: Vec<u64>,
+    ggml_type: u32,
+    data: Vec<u8>,
+}
+
+/// The first `n` bytes of `src`, as a new file in `dir`.
+fn truncated_copy(src: &Path, n: u64, dir: &Path) -> PathBuf {
+    let dst = dir.join(format!("first_{n}_bytes.gguf"));
+    let mut f = std::fs::File::open(src).unwrap();
+    let mut out = std::fs::File::create(&dst).unwrap();
+    std::io::copy(&mut std::io::Read::take(&mut f, n), &mut out).unwrap();
+    dst
+}
 
 fn put_str(b: &mut Vec<u8>, s: &str) {
     b.extend((s.len() as u64).to_le_bytes());

@@ -44,6 +44,12 @@ pub(crate) fn put(store: &mut ParamStore, id: usize, data: TensorData) {
     store.params_mut()[id].tensor = Tensor::<1>::from_data(data, &device);
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Number of [`pass`] calls (sweeps over the selected parameters) on this thread.
+    pub(crate) static PASSES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 #[inline]
 fn bit(m: &[u64], i: usize) -> bool {
     (m[i >> 6] >> (i & 63)) & 1 == 1
@@ -65,6 +71,8 @@ pub(crate) fn pass<F>(
 ) where
     F: Fn(&mut f32, &[f32], &mut [f32], bool) + Sync,
 {
+    #[cfg(test)]
+    PASSES.with(|c| c.set(c.get() + 1));
     for &id in ids {
         let (name, decay, n) = {
             let p = store.param(id);
@@ -260,4 +268,40 @@ pub(crate) fn dot(
             .sum::<f64>();
     }
     total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PASSES;
+    use crate::{HParams, ParamStore, StepCtx, ZoObjective, build};
+    use burn::tensor::Device;
+
+    #[test]
+    fn q1_zo_sgd_step_is_three_passes() {
+        let mut s = ParamStore::new(Device::flex());
+        s.insert("a.weight", &[5000], vec![0.5; 5000]).unwrap();
+        s.insert("a.bias", &[7], vec![0.0; 7]).unwrap();
+        for wd in [0.0, 0.1] {
+            let hp = HParams {
+                lr: Some(1e-3),
+                mu: Some(1e-3),
+                weight_decay: Some(wd),
+                ..Default::default()
+            };
+            let mut opt = build("zo-sgd", &hp).unwrap();
+            let mut obj = ZoObjective(|s: &ParamStore| s.values(0)[0]);
+            let before = PASSES.with(|c| c.get());
+            opt.step(
+                &mut s,
+                StepCtx {
+                    run_seed: 1,
+                    step: 1,
+                },
+                &mut obj,
+            )
+            .unwrap();
+            // θ+μz, θ−2μz, fused restore + update (+ decay): no norm, mask or copy pass.
+            assert_eq!(PASSES.with(|c| c.get()) - before, 3, "weight decay {wd}");
+        }
+    }
 }

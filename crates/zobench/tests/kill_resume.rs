@@ -15,19 +15,26 @@ fn sigkill_at_any_moment_then_resume_loses_nothing() {
     // Six short cells (bert-tiny, 3 seeds x 2 optimizers) so that kills land before, inside
     // and between cells.
     let cfg = tmp.path().join("kill.toml");
-    let smoke = std::fs::read_to_string(root().join("configs/smoke.toml")).unwrap();
-    let body = smoke
-        .replace("name = \"smoke\"", "name = \"kill\"")
-        .replace("scheme = [\"ft\", \"head\"]", "scheme = [\"head\"]")
-        .replace("seed = [0]", "seed = [0, 1, 2]")
-        .replace("steps = 20", "steps = 300")
-        .replace(
-            "[settings]\n",
-            &format!(
-                "[settings]\ndata_dir = {:?}\n",
-                root().join("data").to_str().unwrap()
-            ),
-        );
+    let body = format!(
+        r#"name = "kill"
+[grid]
+model = ["bert-tiny"]
+task = ["sst2"]
+scheme = ["head"]
+optimizer = ["zo-sgd", "fo-sgd"]
+seed = [0, 1, 2]
+[settings]
+data_dir = {:?}
+steps = 300
+batch_size = 8
+eval_every = 100
+num_train = 64
+num_dev = 32
+num_eval = 64
+threads = 1
+"#,
+        root().join("data").to_str().unwrap()
+    );
     std::fs::write(&cfg, body).unwrap();
     let out = tmp.path().join("results");
     let reports = tmp.path().join("reports");

@@ -6,7 +6,9 @@
 //!
 //! * its mean test accuracy drops by more than `max(2 × baseline seed std, tolerance)`
 //!   (tolerance in accuracy points, default 1.0);
-//! * its mean peak memory grows by more than `mem_tolerance` (fraction, default 0.10);
+//! * its mean peak memory grows by more than `mem_tolerance` (fraction, default 0.10) and by
+//!   more than `mem_floor` (bytes, default 8 MiB: allocator and thread-stack noise of cells
+//!   whose whole peak is a few tens of MiB);
 //! * its forward passes per step change (any change: they are exact counts);
 //! * a seed that was `ok` in the baseline is not `ok` now;
 //! * it is in the baseline but missing from the current folder.
@@ -27,6 +29,8 @@ pub struct Tolerance {
     pub std_factor: f64,
     /// Relative peak-memory growth allowed (0.10 = 10 %).
     pub mem_fraction: f64,
+    /// Absolute peak-memory growth always allowed (bytes).
+    pub mem_floor: f64,
 }
 
 impl Default for Tolerance {
@@ -35,6 +39,7 @@ impl Default for Tolerance {
             acc_points: 1.0,
             std_factor: 2.0,
             mem_fraction: 0.10,
+            mem_floor: 8.0 * 1048576.0,
         }
     }
 }
@@ -222,7 +227,7 @@ pub fn compare_records(
             }
         }
         if let (Some(a), Some(n)) = g.mem {
-            if n > a * (1.0 + tol.mem_fraction) {
+            if n > a * (1.0 + tol.mem_fraction) && n - a > tol.mem_floor {
                 g.problems.push(format!(
                     "peak memory grew {:.1} % (allowed {:.0} %)",
                     100.0 * (n / a - 1.0),

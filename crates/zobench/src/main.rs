@@ -46,6 +46,9 @@ enum Cmd {
         /// Peak-memory growth allowed, as a fraction.
         #[arg(long, default_value_t = 0.10)]
         mem_tolerance: f64,
+        /// Peak-memory growth always allowed, in MiB (allocator noise of tiny cells).
+        #[arg(long, default_value_t = 8.0)]
+        mem_floor_mib: f64,
     },
     /// Parse and expand a grid; print its cells without running them.
     Validate {
@@ -308,10 +311,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             current,
             tolerance,
             mem_tolerance,
+            mem_floor_mib,
         } => {
             let tol = compare::Tolerance {
                 acc_points: tolerance,
                 mem_fraction: mem_tolerance,
+                mem_floor: mem_floor_mib * 1048576.0,
                 ..Default::default()
             };
             let c = compare::compare_dirs(&baseline, &current, tol)?;

@@ -120,8 +120,11 @@ impl Objective for Rosen {
         let (x, y) = (f64::from(v[0]), f64::from(v[1]));
         ((1.0 - x).powi(2) + 100.0 * (y - x * x).powi(2)) as f32
     }
-    fn loss_tensor(&mut self, _s: &ParamStore) -> Tensor<1> {
-        unimplemented!()
+    fn loss_tensor(&mut self, s: &ParamStore) -> Tensor<1> {
+        let v = s.t1(0);
+        let x = v.clone().slice([0..1]);
+        let y = v.slice([1..2]);
+        (x.clone().neg() + 1.0).powf_scalar(2.0) + (y - x.clone() * x).powf_scalar(2.0) * 100.0
     }
     fn has_autodiff(&self) -> bool {
         false

@@ -1,18 +1,11 @@
-//! Sequence classification on a BERT encoder: a linear head on a pooled vector.
-//!
-//! `logits = W_c pool(h) + b_c`, `W_c` `[num_labels, H]` (`classifier.weight`),
-//! `b_c` `[num_labels]` (`classifier.bias`). If the checkpoint has no `classifier.*` tensors of
-//! that shape, the head is initialised as HF does for a new head: `W_c ~ N(0, σ²)` with
-//! σ = `initializer_range`, `b_c = 0`; the normals come from [`zo_optim::noise`] under the
-//! given seed, so the head is a pure function of the seed.
+//! Sequence classification on an encoder of the zoo: a linear head on a pooled vector
+//! ([`TextClassifier`]).
 
-use crate::bert::{BertConfig, BertModel, mean_pool};
+use crate::bert::mean_pool;
 use crate::error::ModelError;
-use crate::loader::load_safetensors;
 use crate::tokenizer::EncodedBatch;
 use burn::tensor::activation::log_softmax;
-use burn::tensor::{Device, Int, Tensor, TensorData};
-use std::path::Path;
+use burn::tensor::{Int, Tensor, TensorData};
 use zo_optim::ParamStore;
 use zo_optim::noise::{NoiseKey, gaussian_vec};
 
@@ -39,121 +32,8 @@ impl Pooling {
     }
 }
 
-/// A BERT encoder with a linear classification head.
-#[derive(Debug, Clone)]
-pub struct SequenceClassifier {
-    /// The encoder.
-    pub encoder: BertModel,
-    /// Pooling of the hidden states.
-    pub pooling: Pooling,
-    /// Number of classes C.
-    pub num_labels: usize,
-    head_w: usize,
-    head_b: usize,
-}
-
 /// Names of the head's parameters (the `head` fine-tuning scheme trains exactly these).
 pub const HEAD_PARAMS: [&str; 2] = ["classifier.weight", "classifier.bias"];
-
-impl SequenceClassifier {
-    /// Loads `dir/config.json` and `dir/model.safetensors` (an HF BERT folder) onto `device`
-    /// and adds a `num_labels`-way head. Returns the model and its parameter store.
-    ///
-    /// # Errors
-    /// Any [`ModelError`] of the config or the weights, naming the file; `Pooler` pooling with
-    /// a checkpoint that has no pooler is a [`ModelError::MissingTensor`].
-    pub fn load(
-        dir: &Path,
-        num_labels: usize,
-        pooling: Pooling,
-        seed: u64,
-        device: &Device,
-    ) -> Result<(Self, ParamStore), ModelError> {
-        let config = BertConfig::from_file(&dir.join("config.json"))?;
-        let weights = dir.join("model.safetensors");
-        let mut ckpt = load_safetensors(&weights)?;
-        let mut store = ParamStore::new(device.clone());
-        let head_in_ckpt = ckpt
-            .tensors
-            .get("classifier.weight")
-            .map(|(s, _)| s.clone());
-        let h = config.hidden_size;
-        let std = config.initializer_range as f32;
-        let encoder = BertModel::from_checkpoint(config, &mut ckpt, &mut store)?;
-        if pooling == Pooling::Pooler && !store.contains("pooler.dense.weight") {
-            return Err(ModelError::MissingTensor {
-                path: weights,
-                name: "pooler.dense.weight".into(),
-                family: "bert".into(),
-            });
-        }
-        let (w, b) = if head_in_ckpt.as_deref() == Some(&[num_labels, h][..]) {
-            (
-                ckpt.take("classifier.weight", &[num_labels, h], "bert")?,
-                ckpt.take("classifier.bias", &[num_labels], "bert")?,
-            )
-        } else {
-            (
-                gaussian_vec(NoiseKey(seed), "classifier.weight", num_labels * h, std),
-                vec![0.0; num_labels],
-            )
-        };
-        let head_w = store
-            .insert("classifier.weight", &[num_labels, h], w)
-            .expect("fresh name");
-        let head_b = store
-            .insert("classifier.bias", &[num_labels], b)
-            .expect("fresh name");
-        Ok((
-            Self {
-                encoder,
-                pooling,
-                num_labels,
-                head_w,
-                head_b,
-            },
-            store,
-        ))
-    }
-
-    /// Pooled sentence vectors `[B, H]`.
-    pub fn pooled(&self, ps: &ParamStore, batch: &EncodedBatch) -> Tensor<2> {
-        let dev = ps.device();
-        let (ids, mask, types) = batch.tensors(dev);
-        let out = self.encoder.forward(ps, ids, mask.clone(), Some(types));
-        match self.pooling {
-            Pooling::Mean => mean_pool(out.last_hidden_state, mask),
-            Pooling::Cls => {
-                let [b, _, h] = out.last_hidden_state.dims();
-                out.last_hidden_state.slice([0..b, 0..1]).reshape([b, h])
-            }
-            Pooling::Pooler => out.pooler_output.expect("checked at load"),
-        }
-    }
-
-    /// Class logits `[B, C]`.
-    pub fn logits(&self, ps: &ParamStore, batch: &EncodedBatch) -> Tensor<2> {
-        let pooled = self.pooled(ps, batch);
-        pooled.matmul(ps.t2(self.head_w).transpose()) + ps.t1(self.head_b).unsqueeze::<2>()
-    }
-
-    /// Mean cross-entropy (nats) of `labels` (each < C) under the logits: a scalar `[1]`.
-    pub fn loss(&self, ps: &ParamStore, batch: &EncodedBatch, labels: &[usize]) -> Tensor<1> {
-        cross_entropy(self.logits(ps, batch), labels)
-    }
-
-    /// Predicted class of each row.
-    pub fn predict(&self, ps: &ParamStore, batch: &EncodedBatch) -> Vec<usize> {
-        let logits = self.logits(ps, batch);
-        let am = logits
-            .argmax(1)
-            .into_data()
-            .convert::<i64>()
-            .try_into_vec::<i64>()
-            .expect("int data");
-        am.into_iter().map(|x| x as usize).collect()
-    }
-}
 
 /// Mean cross-entropy `−(1/B) Σ_b log softmax(logits_b)[y_b]` of logits `[B, C]` → `[1]`.
 pub fn cross_entropy(logits: Tensor<2>, labels: &[usize]) -> Tensor<1> {

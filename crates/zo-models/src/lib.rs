@@ -42,7 +42,7 @@ pub mod roberta;
 pub mod tokenizer;
 
 pub use bert::{BertConfig, BertModel, BertOutput};
-pub use classifier::{Pooling, SequenceClassifier, TextClassifier};
+pub use classifier::{Pooling, TextClassifier};
 pub use error::ModelError;
 pub use gguf::{load_gguf, read_gguf_config};
 pub use loader::{Checkpoint, load_safetensors};

@@ -18,9 +18,10 @@ use crate::error::ModelError;
 use crate::loader::Checkpoint;
 use crate::model::{
     Adapters, Block, KvCapture, LanguageModel, LinearInfo, ModelInfo, ModelInput, ModelKind,
+    StageCtx,
 };
 use crate::nn::{
-    AttnShape, Lin, act, attention, attn_mask, cfg_token, check_act, embed, embed_host, layer_norm,
+    AttnMask, AttnShape, Lin, act, attention, attn_mask, cfg_token, check_act, embed, embed_host, layer_norm,
     linear, prepare, put, strip_prompt,
 };
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -166,6 +167,14 @@ pub(crate) struct EncLayer {
     ln2: (usize, usize),
 }
 
+/// What the layers of one encoder forward pass share.
+pub(crate) struct EncCtx {
+    mask: AttnMask,
+    shape: AttnShape,
+    /// Prompt-tuning positions at the front (removed at the end).
+    pub(crate) n_prompt: usize,
+}
+
 /// The BERT / RoBERTa encoder stack (embeddings + post-LN layers) under a name prefix
 /// (`""` for `BertModel`, `roberta.` for `RobertaForMaskedLM`).
 #[derive(Debug, Clone)]
@@ -269,6 +278,22 @@ impl Encoder {
         token_type_ids: Option<&Tensor<2, Int>>,
         mut capture: Option<&mut KvCapture>,
     ) -> Tensor<3> {
+        let (mut x, ctx) = self.begin(ps, ad, input_ids, attention_mask, token_type_ids);
+        for li in 0..self.layers.len() {
+            x = self.layer(ps, ad, &ctx, li, x, &mut capture);
+        }
+        strip_prompt(x, ctx.n_prompt)
+    }
+
+    /// Embeddings (word + position + type, LayerNorm) `[B, T', H]` and the shared context.
+    pub(crate) fn begin(
+        &self,
+        ps: &ParamStore,
+        ad: &Adapters,
+        input_ids: &Tensor<2, Int>,
+        attention_mask: &Tensor<2, Int>,
+        token_type_ids: Option<&Tensor<2, Int>>,
+    ) -> (Tensor<3>, EncCtx) {
         let h = self.hidden;
         let p = prepare(ps, ad, self.word, input_ids, attention_mask);
         let (b, t) = (p.b, p.t);
@@ -308,7 +333,7 @@ impl Encoder {
             }
             None => ps.t2(self.typ).slice([0..1]).unsqueeze::<3>(),
         };
-        let mut x = layer_norm(
+        let x = layer_norm(
             ps,
             p.x + pos + types,
             Some(self.emb_ln.0),
@@ -322,18 +347,34 @@ impl Encoder {
             head_dim: h / self.heads,
             scale: 1.0 / ((h / self.heads) as f64).sqrt(),
         };
-        for (li, l) in self.layers.iter().enumerate() {
-            let q = linear(ps, ad, &l.q, x.clone());
-            let k = linear(ps, ad, &l.k, x.clone());
-            let v = linear(ps, ad, &l.v, x.clone());
-            let ctx = attention(ps, ad, li, q, k, v, &mask, shape, &mut capture);
-            let a = linear(ps, ad, &l.o, ctx);
-            let x1 = layer_norm(ps, a + x, Some(l.ln1.0), Some(l.ln1.1), self.eps);
-            let m = act(&self.act, linear(ps, ad, &l.inter, x1.clone()));
-            let m = linear(ps, ad, &l.out, m);
-            x = layer_norm(ps, m + x1, Some(l.ln2.0), Some(l.ln2.1), self.eps);
-        }
-        strip_prompt(x, p.n_prompt)
+        let ctx = EncCtx {
+            mask,
+            shape,
+            n_prompt: p.n_prompt,
+        };
+        (x, ctx)
+    }
+
+    /// Encoder layer `li` (post-LN) on `[B, T', H]`.
+    pub(crate) fn layer(
+        &self,
+        ps: &ParamStore,
+        ad: &Adapters,
+        c: &EncCtx,
+        li: usize,
+        x: Tensor<3>,
+        capture: &mut Option<&mut KvCapture>,
+    ) -> Tensor<3> {
+        let l = &self.layers[li];
+        let q = linear(ps, ad, &l.q, x.clone());
+        let k = linear(ps, ad, &l.k, x.clone());
+        let v = linear(ps, ad, &l.v, x.clone());
+        let ctx = attention(ps, ad, li, q, k, v, &c.mask, c.shape, capture);
+        let a = linear(ps, ad, &l.o, ctx);
+        let x1 = layer_norm(ps, a + x, Some(l.ln1.0), Some(l.ln1.1), self.eps);
+        let m = act(&self.act, linear(ps, ad, &l.inter, x1.clone()));
+        let m = linear(ps, ad, &l.out, m);
+        layer_norm(ps, m + x1, Some(l.ln2.0), Some(l.ln2.1), self.eps)
     }
 
     /// `embeddings` and `layer.N` blocks.
@@ -527,20 +568,29 @@ impl LanguageModel for BertModel {
     fn set_adapters(&mut self, adapters: Adapters) {
         self.adapters = adapters;
     }
-    fn forward_hidden(
-        &self,
-        ps: &ParamStore,
-        input: &ModelInput,
-        capture: Option<&mut KvCapture>,
-    ) -> Tensor<3> {
-        self.enc.forward(
+    fn stage_begin(&self, ps: &ParamStore, input: &ModelInput) -> (Tensor<3>, StageCtx) {
+        let (x, c) = self.enc.begin(
             ps,
             &self.adapters,
             &input.input_ids,
             &input.attention_mask,
             input.token_type_ids.as_ref(),
-            capture,
-        )
+        );
+        (x, StageCtx::new(c))
+    }
+    fn stage_layer(
+        &self,
+        ps: &ParamStore,
+        ctx: &StageCtx,
+        layer: usize,
+        x: Tensor<3>,
+        capture: &mut Option<&mut KvCapture>,
+    ) -> Tensor<3> {
+        self.enc
+            .layer(ps, &self.adapters, ctx.get(), layer, x, capture)
+    }
+    fn stage_end(&self, _ps: &ParamStore, ctx: &StageCtx, x: Tensor<3>) -> Tensor<3> {
+        strip_prompt(x, ctx.get::<EncCtx>().n_prompt)
     }
     fn lm_head(&self, _ps: &ParamStore, _hidden: Tensor<3>) -> Option<Tensor<3>> {
         None

@@ -20,9 +20,10 @@ use crate::error::ModelError;
 use crate::loader::Checkpoint;
 use crate::model::{
     Adapters, Block, KvCapture, LanguageModel, LinearInfo, ModelInfo, ModelInput, ModelKind,
+    StageCtx,
 };
 use crate::nn::{
-    AttnShape, Lin, act, add_prefix_if_missing, attention, attn_mask, cfg_bool, cfg_f64, cfg_str,
+    AttnMask, AttnShape, Lin, act, add_prefix_if_missing, attention, attn_mask, cfg_bool, cfg_f64, cfg_str,
     cfg_token, cfg_usize, cfg_usize_opt, check_act, embed_host, layer_norm, linear,
     positions_from_mask, prepare, put, strip_prompt,
 };
@@ -39,6 +40,12 @@ struct Layer {
     ln2: (usize, usize),
     c_fc: Lin,
     mlp_proj: Lin,
+}
+
+/// What the layers of one GPT-2 forward pass share.
+struct Gpt2Ctx {
+    mask: AttnMask,
+    n_prompt: usize,
 }
 
 /// A GPT-2 decoder whose weights live in a [`ParamStore`] under HF names (`transformer.*`;
@@ -172,12 +179,7 @@ impl LanguageModel for Gpt2Model {
     fn set_adapters(&mut self, adapters: Adapters) {
         self.adapters = adapters;
     }
-    fn forward_hidden(
-        &self,
-        ps: &ParamStore,
-        input: &ModelInput,
-        mut capture: Option<&mut KvCapture>,
-    ) -> Tensor<3> {
+    fn stage_begin(&self, ps: &ParamStore, input: &ModelInput) -> (Tensor<3>, StageCtx) {
         let ad = &self.adapters;
         let i = &self.info;
         let dev = ps.device().clone();
@@ -188,37 +190,54 @@ impl LanguageModel for Gpt2Model {
             .into_iter()
             .map(|r| r.min(n_pos - 1))
             .collect();
-        let mut x = p.x + embed_host(ps.t2(self.wpe), &rows, b, t);
+        let x = p.x + embed_host(ps.t2(self.wpe), &rows, b, t);
         let mask = attn_mask(&p.mask, b, t, ad.n_prefix, true, None, &dev);
+        let ctx = Gpt2Ctx {
+            mask,
+            n_prompt: p.n_prompt,
+        };
+        (x, StageCtx::new(ctx))
+    }
+    fn stage_layer(
+        &self,
+        ps: &ParamStore,
+        ctx: &StageCtx,
+        li: usize,
+        x: Tensor<3>,
+        capture: &mut Option<&mut KvCapture>,
+    ) -> Tensor<3> {
+        let c: &Gpt2Ctx = ctx.get();
+        let (ad, i, l) = (&self.adapters, &self.info, &self.layers[li]);
         let h = i.hidden_size;
-        for (li, l) in self.layers.iter().enumerate() {
-            let mut scale = if self.scale_weights {
-                1.0 / (i.head_dim as f64).sqrt()
-            } else {
-                1.0
-            };
-            if self.scale_inv_layer {
-                scale /= (li + 1) as f64;
-            }
-            let shape = AttnShape {
-                heads: i.num_heads,
-                kv_heads: i.num_heads,
-                head_dim: i.head_dim,
-                scale,
-            };
-            let y = layer_norm(ps, x.clone(), Some(l.ln1.0), Some(l.ln1.1), self.eps);
-            let qkv = linear(ps, ad, &l.c_attn, y);
-            let q = qkv.clone().narrow(2, 0, h);
-            let k = qkv.clone().narrow(2, h, h);
-            let v = qkv.narrow(2, 2 * h, h);
-            let a = attention(ps, ad, li, q, k, v, &mask, shape, &mut capture);
-            x = x + linear(ps, ad, &l.c_proj, a);
-            let y = layer_norm(ps, x.clone(), Some(l.ln2.0), Some(l.ln2.1), self.eps);
-            let m = act(&self.act, linear(ps, ad, &l.c_fc, y));
-            x = x + linear(ps, ad, &l.mlp_proj, m);
+        let mut scale = if self.scale_weights {
+            1.0 / (i.head_dim as f64).sqrt()
+        } else {
+            1.0
+        };
+        if self.scale_inv_layer {
+            scale /= (li + 1) as f64;
         }
+        let shape = AttnShape {
+            heads: i.num_heads,
+            kv_heads: i.num_heads,
+            head_dim: i.head_dim,
+            scale,
+        };
+        let y = layer_norm(ps, x.clone(), Some(l.ln1.0), Some(l.ln1.1), self.eps);
+        let qkv = linear(ps, ad, &l.c_attn, y);
+        let q = qkv.clone().narrow(2, 0, h);
+        let k = qkv.clone().narrow(2, h, h);
+        let v = qkv.narrow(2, 2 * h, h);
+        let a = attention(ps, ad, li, q, k, v, &c.mask, shape, capture);
+        let x = x + linear(ps, ad, &l.c_proj, a);
+        let y = layer_norm(ps, x.clone(), Some(l.ln2.0), Some(l.ln2.1), self.eps);
+        let m = act(&self.act, linear(ps, ad, &l.c_fc, y));
+        x + linear(ps, ad, &l.mlp_proj, m)
+    }
+    fn stage_end(&self, ps: &ParamStore, ctx: &StageCtx, x: Tensor<3>) -> Tensor<3> {
+        let c: &Gpt2Ctx = ctx.get();
         let x = layer_norm(ps, x, Some(self.ln_f.0), Some(self.ln_f.1), self.eps);
-        strip_prompt(x, p.n_prompt)
+        strip_prompt(x, c.n_prompt)
     }
     fn lm_head(&self, ps: &ParamStore, hidden: Tensor<3>) -> Option<Tensor<3>> {
         let [b, n, h] = hidden.dims();

@@ -47,7 +47,8 @@ pub use error::ModelError;
 pub use gguf::{load_gguf, read_gguf_config};
 pub use loader::{Checkpoint, load_safetensors};
 pub use model::{
-    Adapters, Block, LanguageModel, LinearInfo, ModelInfo, ModelInput, ModelKind, build_model,
+    Adapters, Block, LanguageModel, LinearInfo, ModelInfo, ModelInput, ModelKind, StageCtx,
+    build_model,
     load_model, load_weights,
 };
 pub use peft::{Scheme, SchemeReport, apply_scheme};

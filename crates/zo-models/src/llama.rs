@@ -23,6 +23,7 @@ use crate::error::ModelError;
 use crate::loader::Checkpoint;
 use crate::model::{
     Adapters, Block, KvCapture, LanguageModel, LinearInfo, ModelInfo, ModelInput, ModelKind,
+    StageCtx,
 };
 use crate::nn::{
     AttnMask, AttnShape, Lin, Rope, add_prefix_if_missing, apply_rope, attention, attn_mask,
@@ -58,6 +59,15 @@ struct Layer {
     up: Lin,
     down: Lin,
     window: Option<usize>,
+}
+
+/// What the layers of one LLaMA forward pass share.
+struct LlamaCtx {
+    cos: Tensor<4>,
+    sin: Tensor<4>,
+    masks: Vec<(Option<usize>, AttnMask)>,
+    shape: AttnShape,
+    n_prompt: usize,
 }
 
 /// A LLaMA-style decoder (also Mistral and Qwen2) whose weights live in a [`ParamStore`]
@@ -291,12 +301,7 @@ impl LanguageModel for LlamaModel {
     fn set_adapters(&mut self, adapters: Adapters) {
         self.adapters = adapters;
     }
-    fn forward_hidden(
-        &self,
-        ps: &ParamStore,
-        input: &ModelInput,
-        mut capture: Option<&mut KvCapture>,
-    ) -> Tensor<3> {
+    fn stage_begin(&self, ps: &ParamStore, input: &ModelInput) -> (Tensor<3>, StageCtx) {
         let ad = &self.adapters;
         let i = &self.info;
         let dev = ps.device().clone();
@@ -319,22 +324,41 @@ impl LanguageModel for LlamaModel {
             head_dim: i.head_dim,
             scale: 1.0 / (i.head_dim as f64).sqrt(),
         };
-        let mut x = p.x;
-        for (li, l) in self.layers.iter().enumerate() {
-            let y = rms_norm(ps, x.clone(), l.ln1, self.eps);
-            let q = apply_rope(linear(ps, ad, &l.q, y.clone()), i.num_heads, &cos, &sin);
-            let k = apply_rope(linear(ps, ad, &l.k, y.clone()), i.num_kv_heads, &cos, &sin);
-            let v = linear(ps, ad, &l.v, y);
-            let mask = &masks.iter().find(|(w, _)| *w == l.window).expect("built").1;
-            let a = attention(ps, ad, li, q, k, v, mask, shape, &mut capture);
-            x = x + linear(ps, ad, &l.o, a);
-            let y = rms_norm(ps, x.clone(), l.ln2, self.eps);
-            let g = linear(ps, ad, &l.gate, y.clone());
-            let u = linear(ps, ad, &l.up, y);
-            x = x + linear(ps, ad, &l.down, gated_act(&self.act, g, u));
-        }
+        let ctx = LlamaCtx {
+            cos,
+            sin,
+            masks,
+            shape,
+            n_prompt: p.n_prompt,
+        };
+        (p.x, StageCtx::new(ctx))
+    }
+    fn stage_layer(
+        &self,
+        ps: &ParamStore,
+        ctx: &StageCtx,
+        li: usize,
+        x: Tensor<3>,
+        capture: &mut Option<&mut KvCapture>,
+    ) -> Tensor<3> {
+        let c: &LlamaCtx = ctx.get();
+        let (ad, i, l) = (&self.adapters, &self.info, &self.layers[li]);
+        let y = rms_norm(ps, x.clone(), l.ln1, self.eps);
+        let q = apply_rope(linear(ps, ad, &l.q, y.clone()), i.num_heads, &c.cos, &c.sin);
+        let k = apply_rope(linear(ps, ad, &l.k, y.clone()), i.num_kv_heads, &c.cos, &c.sin);
+        let v = linear(ps, ad, &l.v, y);
+        let mask = &c.masks.iter().find(|(w, _)| *w == l.window).expect("built").1;
+        let a = attention(ps, ad, li, q, k, v, mask, c.shape, capture);
+        let x = x + linear(ps, ad, &l.o, a);
+        let y = rms_norm(ps, x.clone(), l.ln2, self.eps);
+        let g = linear(ps, ad, &l.gate, y.clone());
+        let u = linear(ps, ad, &l.up, y);
+        x + linear(ps, ad, &l.down, gated_act(&self.act, g, u))
+    }
+    fn stage_end(&self, ps: &ParamStore, ctx: &StageCtx, x: Tensor<3>) -> Tensor<3> {
+        let c: &LlamaCtx = ctx.get();
         let x = rms_norm(ps, x, self.norm, self.eps);
-        strip_prompt(x, p.n_prompt)
+        strip_prompt(x, c.n_prompt)
     }
     fn lm_head(&self, ps: &ParamStore, hidden: Tensor<3>) -> Option<Tensor<3>> {
         let [b, n, h] = hidden.dims();

@@ -214,6 +214,34 @@ impl ModelInput {
     }
 }
 
+/// What the stages of one forward pass share: the attention masks, position tables and
+/// prompt length that a family derives from the input once ([`LanguageModel::stage_begin`]).
+/// Its tensors live on the device of the store `stage_begin` was given.
+pub struct StageCtx(Box<dyn std::any::Any>);
+
+impl StageCtx {
+    /// Wraps a family's own context.
+    pub(crate) fn new<T: 'static>(inner: T) -> Self {
+        Self(Box::new(inner))
+    }
+
+    /// The family's own context.
+    ///
+    /// # Panics
+    /// If the context was built by another family (a caller mixing models).
+    pub(crate) fn get<T: 'static>(&self) -> &T {
+        self.0
+            .downcast_ref::<T>()
+            .expect("StageCtx built by another model family")
+    }
+}
+
+impl Debug for StageCtx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StageCtx")
+    }
+}
+
 /// A language model whose parameters live in a [`ParamStore`].
 ///
 /// Forward passes read parameters from the store passed in, so an optimizer can change them
@@ -231,12 +259,46 @@ pub trait LanguageModel: Debug + Send + Sync {
     /// Runs the transformer and returns the final hidden states `[B, T, H]` (after the final
     /// norm / OPT's `project_out`; what enters the LM head), every position including pads.
     /// If `capture` is given, each layer's keys and values are pushed to it.
+    ///
+    /// It is [`stage_begin`](Self::stage_begin), [`stage_layer`](Self::stage_layer) for
+    /// every layer in order, then [`stage_end`](Self::stage_end): the same code the offload
+    /// runtime runs one layer at a time, so both give the same values on the same device.
     fn forward_hidden(
         &self,
         ps: &ParamStore,
         input: &ModelInput,
-        capture: Option<&mut KvCapture>,
+        mut capture: Option<&mut KvCapture>,
+    ) -> Tensor<3> {
+        let (mut x, ctx) = self.stage_begin(ps, input);
+        for layer in 0..self.info().num_layers {
+            x = self.stage_layer(ps, &ctx, layer, x, &mut capture);
+        }
+        self.stage_end(ps, &ctx, x)
+    }
+
+    /// First stage of a forward pass: the input embeddings `[B, T', H]` (T' = T plus any
+    /// prompt-tuning positions) and the context the layers share. Reads only the parameters
+    /// of the `embeddings` block (see [`blocks`](Self::blocks)).
+    fn stage_begin(&self, ps: &ParamStore, input: &ModelInput) -> (Tensor<3>, StageCtx);
+
+    /// Transformer layer `layer` (0-based) on `x` `[B, T', H]` → `[B, T', H]`. Reads only the
+    /// parameters of block `layer.{layer}`. Pushes the layer's keys and values to `capture`
+    /// when it is `Some`.
+    ///
+    /// # Panics
+    /// If `layer ≥ num_layers` or `ctx` comes from another model.
+    fn stage_layer(
+        &self,
+        ps: &ParamStore,
+        ctx: &StageCtx,
+        layer: usize,
+        x: Tensor<3>,
+        capture: &mut Option<&mut KvCapture>,
     ) -> Tensor<3>;
+
+    /// Last stage: final norm / projection and removal of prompt positions, `[B, T', H]` →
+    /// `[B, T, H]`. Reads only parameters of the `head` and `embeddings` blocks.
+    fn stage_end(&self, ps: &ParamStore, ctx: &StageCtx, x: Tensor<3>) -> Tensor<3>;
 
     /// Final hidden states `[B, T, H]`.
     fn hidden_states(&self, ps: &ParamStore, input: &ModelInput) -> Tensor<3> {

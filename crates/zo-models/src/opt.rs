@@ -18,9 +18,10 @@ use crate::error::ModelError;
 use crate::loader::Checkpoint;
 use crate::model::{
     Adapters, Block, KvCapture, LanguageModel, LinearInfo, ModelInfo, ModelInput, ModelKind,
+    StageCtx,
 };
 use crate::nn::{
-    AttnShape, Lin, act, add_prefix_if_missing, attention, attn_mask, cfg_bool, cfg_str, cfg_token,
+    AttnMask, AttnShape, Lin, act, add_prefix_if_missing, attention, attn_mask, cfg_bool, cfg_str, cfg_token,
     cfg_usize, cfg_usize_opt, check_act, embed_host, layer_norm, linear, prepare, put,
     strip_prompt,
 };
@@ -64,6 +65,13 @@ pub struct OptModel {
 }
 
 const OFFSET: i64 = 2;
+
+/// What the layers of one OPT forward pass share.
+struct OptCtx {
+    mask: AttnMask,
+    shape: AttnShape,
+    n_prompt: usize,
+}
 
 impl OptModel {
     /// Builds the model from a parsed `config.json`, moving the tensors of `ckpt` into
@@ -240,12 +248,7 @@ impl LanguageModel for OptModel {
     fn set_adapters(&mut self, adapters: Adapters) {
         self.adapters = adapters;
     }
-    fn forward_hidden(
-        &self,
-        ps: &ParamStore,
-        input: &ModelInput,
-        mut capture: Option<&mut KvCapture>,
-    ) -> Tensor<3> {
+    fn stage_begin(&self, ps: &ParamStore, input: &ModelInput) -> (Tensor<3>, StageCtx) {
         let ad = &self.adapters;
         let dev = ps.device().clone();
         let p = prepare(ps, ad, self.embed, &input.input_ids, &input.attention_mask);
@@ -271,39 +274,58 @@ impl LanguageModel for OptModel {
             head_dim: i.head_dim,
             scale: 1.0 / (i.head_dim as f64).sqrt(),
         };
+        let ctx = OptCtx {
+            mask,
+            shape,
+            n_prompt: p.n_prompt,
+        };
+        (x, StageCtx::new(ctx))
+    }
+    fn stage_layer(
+        &self,
+        ps: &ParamStore,
+        ctx: &StageCtx,
+        li: usize,
+        mut x: Tensor<3>,
+        capture: &mut Option<&mut KvCapture>,
+    ) -> Tensor<3> {
+        let c: &OptCtx = ctx.get();
+        let (ad, l) = (&self.adapters, &self.layers[li]);
         let ln = |x: Tensor<3>, n: &Ln| layer_norm(ps, x, n.0, n.1, EPS);
-        for (li, l) in self.layers.iter().enumerate() {
-            let y = if self.pre_ln {
-                ln(x.clone(), &l.ln_attn)
-            } else {
-                x.clone()
-            };
-            let q = linear(ps, ad, &l.q, y.clone());
-            let k = linear(ps, ad, &l.k, y.clone());
-            let v = linear(ps, ad, &l.v, y);
-            let a = attention(ps, ad, li, q, k, v, &mask, shape, &mut capture);
-            x = x + linear(ps, ad, &l.o, a);
-            if !self.pre_ln {
-                x = ln(x, &l.ln_attn);
-            }
-            let y = if self.pre_ln {
-                ln(x.clone(), &l.ln_ffn)
-            } else {
-                x.clone()
-            };
-            let m = linear(ps, ad, &l.fc2, act(&self.act, linear(ps, ad, &l.fc1, y)));
-            x = x + m;
-            if !self.pre_ln {
-                x = ln(x, &l.ln_ffn);
-            }
+        let y = if self.pre_ln {
+            ln(x.clone(), &l.ln_attn)
+        } else {
+            x.clone()
+        };
+        let q = linear(ps, ad, &l.q, y.clone());
+        let k = linear(ps, ad, &l.k, y.clone());
+        let v = linear(ps, ad, &l.v, y);
+        let a = attention(ps, ad, li, q, k, v, &c.mask, c.shape, capture);
+        x = x + linear(ps, ad, &l.o, a);
+        if !self.pre_ln {
+            x = ln(x, &l.ln_attn);
         }
+        let y = if self.pre_ln {
+            ln(x.clone(), &l.ln_ffn)
+        } else {
+            x.clone()
+        };
+        let m = linear(ps, ad, &l.fc2, act(&self.act, linear(ps, ad, &l.fc1, y)));
+        x = x + m;
+        if !self.pre_ln {
+            x = ln(x, &l.ln_ffn);
+        }
+        x
+    }
+    fn stage_end(&self, ps: &ParamStore, ctx: &StageCtx, mut x: Tensor<3>) -> Tensor<3> {
+        let c: &OptCtx = ctx.get();
         if let Some(f) = &self.final_ln {
-            x = ln(x, f);
+            x = layer_norm(ps, x, f.0, f.1, EPS);
         }
         if let Some(l) = &self.project_out {
-            x = linear(ps, ad, l, x);
+            x = linear(ps, &self.adapters, l, x);
         }
-        strip_prompt(x, p.n_prompt)
+        strip_prompt(x, c.n_prompt)
     }
     fn lm_head(&self, ps: &ParamStore, hidden: Tensor<3>) -> Option<Tensor<3>> {
         let [b, n, e] = hidden.dims();

@@ -18,8 +18,9 @@ use crate::error::ModelError;
 use crate::loader::Checkpoint;
 use crate::model::{
     Adapters, Block, KvCapture, LanguageModel, LinearInfo, ModelInfo, ModelInput, ModelKind,
+    StageCtx,
 };
-use crate::nn::{Lin, cfg_bool, cfg_token, layer_norm, linear, put};
+use crate::nn::{Lin, cfg_bool, cfg_token, layer_norm, linear, put, strip_prompt};
 use burn::tensor::Tensor;
 use burn::tensor::activation::gelu;
 use serde_json::Value;
@@ -159,20 +160,29 @@ impl LanguageModel for RobertaModel {
     fn set_adapters(&mut self, adapters: Adapters) {
         self.adapters = adapters;
     }
-    fn forward_hidden(
-        &self,
-        ps: &ParamStore,
-        input: &ModelInput,
-        capture: Option<&mut KvCapture>,
-    ) -> Tensor<3> {
-        self.enc.forward(
+    fn stage_begin(&self, ps: &ParamStore, input: &ModelInput) -> (Tensor<3>, StageCtx) {
+        let (x, c) = self.enc.begin(
             ps,
             &self.adapters,
             &input.input_ids,
             &input.attention_mask,
             input.token_type_ids.as_ref(),
-            capture,
-        )
+        );
+        (x, StageCtx::new(c))
+    }
+    fn stage_layer(
+        &self,
+        ps: &ParamStore,
+        ctx: &StageCtx,
+        layer: usize,
+        x: Tensor<3>,
+        capture: &mut Option<&mut KvCapture>,
+    ) -> Tensor<3> {
+        self.enc
+            .layer(ps, &self.adapters, ctx.get(), layer, x, capture)
+    }
+    fn stage_end(&self, _ps: &ParamStore, ctx: &StageCtx, x: Tensor<3>) -> Tensor<3> {
+        strip_prompt(x, ctx.get::<crate::bert::EncCtx>().n_prompt)
     }
     fn lm_head(&self, ps: &ParamStore, hidden: Tensor<3>) -> Option<Tensor<3>> {
         let hd = self.head.as_ref()?;

@@ -55,6 +55,7 @@ pub mod params;
 pub mod pass;
 pub mod rules;
 pub mod select;
+pub mod stream;
 pub mod zo;
 
 pub use fo::FoSgd;

@@ -109,6 +109,30 @@ impl ParamStore {
         Ok(id)
     }
 
+    /// A store with the same names, shapes, order (so the same ids) and flags, whose every
+    /// tensor is an empty placeholder (`[0]`) on `device`. Runtimes that hold only some
+    /// parameters on a device (zo-offload) fill it tensor by tensor; reading a placeholder
+    /// through [`t2`](Self::t2) panics, so a forward that touches a parameter not uploaded
+    /// fails loudly instead of computing with wrong values.
+    pub fn skeleton(&self, device: Device) -> ParamStore {
+        let empty = Tensor::<1>::from_data(TensorData::new(Vec::<f32>::new(), [0]), &device);
+        ParamStore {
+            params: self
+                .params
+                .iter()
+                .map(|p| Param {
+                    name: p.name.clone(),
+                    shape: p.shape.clone(),
+                    tensor: empty.clone(),
+                    trainable: p.trainable,
+                    decay: p.decay,
+                })
+                .collect(),
+            index: self.index.clone(),
+            device,
+        }
+    }
+
     /// Id of the parameter `name`.
     ///
     /// # Errors

@@ -41,6 +41,9 @@
 //!   task-alignment ablation), the training loss kind [`loss_kind`], and in-context
 //!   demonstrations [`few_shot`]. See the [`prompt`] module for the templates and the
 //!   tokenization contract (left truncation of the context, candidates never truncated).
+//! * **Masked-LM prompt** ([`MlmPrompted`]: prompt parts with one mask, a verbaliser word per
+//!   class) — [`render_mlm`], template `mlm`, MeZO's RoBERTa (LM-BFF) prompts for encoders with
+//!   an MLM head; see the [`mlm`] module.
 //!
 //! For every task and template, `Example::label == Prompted::gold` for the same item, so one
 //! metric function ([`evaluate`]) scores both formulations.
@@ -60,6 +63,7 @@
 
 mod item;
 pub mod metrics;
+pub mod mlm;
 pub mod prompt;
 mod sample;
 pub mod sst2;
@@ -68,6 +72,7 @@ pub mod winogrande;
 
 pub use item::{CopaQuestion, Item};
 pub use metrics::{Metrics, accuracy, evaluate, macro_f1, multirc_f1a_em, primary_metric};
+pub use mlm::{MLM_TASKS, MLM_TEMPLATE, MlmPart, MlmPrompted, mlm_verbalizer, render_mlm};
 pub use prompt::{LossKind, Prompted, few_shot, loss_kind, render, templates};
 pub use sample::{default_split, sample_test, sample_train_dev};
 
@@ -245,6 +250,14 @@ impl Splits {
             .collect()
     }
 
+    /// The masked-LM prompt formulation (template `mlm`) of one split; see [`render_mlm`].
+    ///
+    /// # Errors
+    /// [`TaskError::NoMlmTemplate`] for a task without one (COPA, WinoGrande).
+    pub fn mlm_prompted(&self, which: Split) -> Result<Vec<MlmPrompted>, TaskError> {
+        self.split(which).iter().map(render_mlm).collect()
+    }
+
     /// Per-example question ids of one split (MultiRC only; `None` for other tasks): the
     /// third argument of [`evaluate`].
     pub fn question_ids(&self, which: Split) -> Option<Vec<usize>> {
@@ -306,6 +319,17 @@ pub enum TaskError {
         /// The templates the task has.
         known: Vec<&'static str>,
     },
+    /// A task without a masked-LM prompt (template `mlm`).
+    #[error(
+        "task `{0}` has no `mlm` template: its options are free text that one mask token cannot score (tasks with one: {tasks})",
+        tasks = MLM_TASKS.join(", ")
+    )]
+    NoMlmTemplate(String),
+    /// The `mlm` template asked for as a causal-LM prompt.
+    #[error(
+        "template `mlm` of task `{0}` is the masked-LM prompt of encoders with an MLM head, not a causal-LM prompt (causal-LM templates: mezo, none)"
+    )]
+    NotCausalTemplate(String),
     /// In-context demonstrations of another task than the query.
     #[error("few-shot demonstrations of task `{demo}` for a query of task `{query}`")]
     MixedTasks {

@@ -25,6 +25,10 @@
 //! | wic (`WICTemplate`) | `Does the word "<word>" have the same meaning in these two sentences? Yes, No?⏎<sentence1>⏎<sentence2>⏎` · `No` / `Yes` | `<word> <sentence1> <sentence2>` · ` No` / ` Yes` |
 //! | wsc (`WSCTemplate`) | `<text>⏎In the previous sentence, does the pronoun "<span2 lower-cased>" refer to <span1>? Yes or No?⏎` · `No` / `Yes` | `<text> <span2> <span1>` · ` No` / ` Yes` |
 //!
+//! The template `mlm` (tasks other than COPA and WinoGrande) is not a causal-LM prompt: it is
+//! the masked-LM prompt of encoders with an MLM head ([`crate::mlm`]); [`render`] refuses it
+//! with [`TaskError::NotCausalTemplate`].
+//!
 //! The texts are the files' fields as they are: the SuperGLUE BoolQ passages here start with
 //! their article title (`Title -- text`), which MeZO's Hugging Face `boolq` passages lack.
 //!
@@ -120,9 +124,12 @@ pub fn loss_kind(name: &str) -> Result<LossKind, TaskError> {
 }
 
 /// The template names of task `name` (the first is the default); empty for an unknown task.
+/// `mlm` (the masked-LM prompt, [`crate::mlm`]) is listed for the tasks that have one.
 pub fn templates(name: &str) -> &'static [&'static str] {
     if name == "winogrande" {
         &["mezo", "none", "partial"]
+    } else if crate::MLM_TASKS.contains(&name) {
+        &["mezo", "none", "mlm"]
     } else if crate::TASKS.contains(&name) {
         TEMPLATES
     } else {
@@ -193,6 +200,9 @@ pub fn render(item: &Item, template: &str) -> Result<Prompted, TaskError> {
     let mezo = match template {
         "mezo" => true,
         "none" => false,
+        crate::MLM_TEMPLATE if templates(task).contains(&crate::MLM_TEMPLATE) => {
+            return Err(TaskError::NotCausalTemplate(task.into()));
+        }
         other => {
             return Err(TaskError::UnknownTemplate {
                 task: task.into(),

@@ -124,11 +124,29 @@ fn every_task_has_files_and_loads_with_its_default_split() {
         }
         let want: &[&str] = if *task == "winogrande" {
             &["mezo", "none", "partial"]
+        } else if zo_tasks::MLM_TASKS.contains(task) {
+            &["mezo", "none", "mlm"]
         } else {
             &["mezo", "none"]
         };
         assert_eq!(templates(task), want);
         for t in templates(task) {
+            if *t == zo_tasks::MLM_TEMPLATE {
+                // The masked-LM prompt: one mask, a verbaliser word per class, gold = label.
+                assert!(
+                    s.prompted(Split::Test, t).is_err(),
+                    "{task}: not a causal template"
+                );
+                let m = s.mlm_prompted(Split::Test).unwrap();
+                assert_eq!(m.len(), s.test.len());
+                for (p, it) in m.iter().zip(&s.test) {
+                    let masks = p.parts.iter().filter(|x| **x == zo_tasks::MlmPart::Mask);
+                    assert_eq!(masks.count(), 1, "{task}");
+                    assert_eq!(p.verbalizer.len(), d.num_labels());
+                    assert_eq!(p.gold, it.label());
+                }
+                continue;
+            }
             for p in s.prompted(Split::Test, t).unwrap() {
                 assert!(p.gold < p.candidates.len());
                 assert!(!p.context.ends_with(' '), "{task}/{t}: {:?}", p.context);

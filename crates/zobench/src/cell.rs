@@ -2,13 +2,22 @@
 //! the task, apply the fine-tuning scheme, measure zero-shot performance, train, select on
 //! dev, evaluate on test, measure.
 //!
-//! Two formulations, chosen by the model:
+//! Three formulations, chosen by the model and the template:
 //!
-//! * **causal LM** (OPT, LLaMA, Mistral, Qwen2, GPT-2, SmolLM2): the task's prompt template and
-//!   candidate continuations ([`crate::lm`]); evaluation = argmax of the length-normalised
-//!   log-likelihood; the training loss is the task's default (or `settings.loss`);
-//! * **encoder** (BERT, RoBERTa, MiniLM): a linear head on the pooled text (pair)
-//!   ([`zo_models::TextClassifier`]), cross-entropy.
+//! * **causal LM** (`causal-lm`; OPT, LLaMA, Mistral, Qwen2, GPT-2, SmolLM2): the task's
+//!   prompt template and candidate continuations ([`crate::lm`]); evaluation = argmax of the
+//!   length-normalised log-likelihood; the training loss is the task's default (or
+//!   `settings.loss`);
+//! * **encoder** (`classifier`; BERT, RoBERTa, MiniLM, any template but `mlm`): a linear head
+//!   on the pooled text (pair) ([`zo_models::TextClassifier`]), cross-entropy;
+//! * **masked-LM prompt** (`mlm-prompt`; template `mlm`, encoders with an MLM head such as
+//!   RoBERTa): MeZO's RoBERTa / LM-BFF prompt with one mask; the MLM head's logits of the
+//!   verbaliser tokens at the mask are the class scores ([`crate::lm::mlm_logits`]),
+//!   cross-entropy over them, argmax to predict.
+//!
+//! An **in-context-learning row** (optimizer `icl`, [`crate::config::ICL`]) trains nothing: a
+//! causal LM is evaluated on dev and test with `shots` demonstrations drawn from the train
+//! split with the cell's seed prepended to every prompt ([`zo_tasks::Splits::prompted_few_shot`]).
 //!
 //! Model and hyper-parameter selection never look at the test split: the test split is
 //! evaluated once before training (zero-shot) and once at the end, with the parameters that
@@ -29,6 +38,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 use zo_models::classifier::HEAD_PARAMS;
 use zo_models::{EncodedBatch, ModelKind, Pooling, Scheme, TextClassifier, TextTokenizer};
@@ -98,9 +108,13 @@ fn tokenize_encoder(
     Ok(out)
 }
 
-/// What a cell trains and evaluates: a causal LM with prompts and candidates, or an encoder
-/// with a classification head.
-pub struct Formulation(Inner);
+/// What a cell trains and evaluates: a causal LM with prompts and candidates, an encoder
+/// with a classification head, or an encoder's MLM head on a prompt with one mask.
+pub struct Formulation {
+    inner: Inner,
+    /// Forward passes spent on evaluation so far (counted: one per model call).
+    eval_passes: AtomicU64,
+}
 
 enum Inner {
     Encoder {
@@ -114,6 +128,12 @@ enum Inner {
         loss: lm::LossKind,
         pad: i64,
     },
+    Mlm {
+        model: Box<dyn zo_models::LanguageModel>,
+        splits: [lm::MlmTokenized; 3],
+        verbalizer: Vec<i64>,
+        pad: i64,
+    },
 }
 
 fn idx(which: Split) -> usize {
@@ -125,6 +145,27 @@ fn idx(which: Split) -> usize {
 }
 
 impl Formulation {
+    fn new(inner: Inner) -> Self {
+        Self {
+            inner,
+            eval_passes: AtomicU64::new(0),
+        }
+    }
+
+    /// The formulation's name as recorded (`causal-lm`, `classifier`, `mlm-prompt`).
+    pub fn name(&self) -> &'static str {
+        match &self.inner {
+            Inner::Encoder { .. } => "classifier",
+            Inner::Causal { .. } => "causal-lm",
+            Inner::Mlm { .. } => "mlm-prompt",
+        }
+    }
+
+    /// Forward passes spent on evaluation (zero-shot, dev and test) so far.
+    pub fn eval_forward_passes(&self) -> u64 {
+        self.eval_passes.load(Ordering::Relaxed)
+    }
+
     /// Number of training examples.
     pub fn train_len(&self) -> usize {
         self.len(Split::Train)
@@ -136,31 +177,36 @@ impl Formulation {
     }
 
     fn len(&self, which: Split) -> usize {
-        match &self.0 {
+        match &self.inner {
             Inner::Encoder { splits, .. } => splits[idx(which)].rows.len(),
             Inner::Causal { splits, .. } => splits[idx(which)].examples.len(),
+            Inner::Mlm { splits, .. } => splits[idx(which)].examples.len(),
         }
     }
 
     fn gold(&self, which: Split) -> Vec<usize> {
-        match &self.0 {
+        match &self.inner {
             Inner::Encoder { splits, .. } => splits[idx(which)].labels.clone(),
             Inner::Causal { splits, .. } => {
+                splits[idx(which)].examples.iter().map(|e| e.gold).collect()
+            }
+            Inner::Mlm { splits, .. } => {
                 splits[idx(which)].examples.iter().map(|e| e.gold).collect()
             }
         }
     }
 
     fn truncated(&self) -> usize {
-        match &self.0 {
+        match &self.inner {
             Inner::Encoder { splits, .. } => splits.iter().map(|s| s.truncated).sum(),
             Inner::Causal { splits, .. } => splits.iter().map(|s| s.truncated).sum(),
+            Inner::Mlm { splits, .. } => splits.iter().map(|s| s.truncated).sum(),
         }
     }
 
     /// Training loss (nats) of the training examples `batch`.
     fn loss(&self, ps: &ParamStore, batch: &[usize]) -> Tensor<1> {
-        match &self.0 {
+        match &self.inner {
             Inner::Encoder { clf, splits, pad } => {
                 let tr = &splits[0];
                 let labels: Vec<usize> = batch.iter().map(|&i| tr.labels[i]).collect();
@@ -175,27 +221,59 @@ impl Formulation {
                 let ex: Vec<&TokExample> = batch.iter().map(|&i| &splits[0].examples[i]).collect();
                 lm::loss(model.as_ref(), ps, &ex, *loss, *pad)
             }
+            Inner::Mlm {
+                model,
+                splits,
+                verbalizer,
+                pad,
+            } => {
+                let ex: Vec<&lm::MlmExample> =
+                    batch.iter().map(|&i| &splits[0].examples[i]).collect();
+                lm::mlm_loss(model.as_ref(), ps, &ex, verbalizer, *pad)
+            }
         }
     }
 
-    /// Predictions on a split, `bs` examples (encoder) or candidate rows (causal) at a time.
+    /// Predictions on a split, `bs` examples (encoder, MLM) or candidate rows (causal) at a
+    /// time; counts the forward passes.
     fn predict(&self, ps: &ParamStore, which: Split, bs: usize) -> Vec<usize> {
-        match &self.0 {
+        let (pred, passes) = self.predict_counted(ps, which, bs);
+        self.eval_passes.fetch_add(passes, Ordering::Relaxed);
+        pred
+    }
+
+    fn predict_counted(&self, ps: &ParamStore, which: Split, bs: usize) -> (Vec<usize>, u64) {
+        match &self.inner {
             Inner::Encoder { clf, splits, pad } => {
                 let s = &splits[idx(which)];
                 let mut order: Vec<usize> = (0..s.rows.len()).collect();
                 order.sort_by_key(|&i| s.rows[i].len());
                 let mut pred = vec![0; s.rows.len()];
+                let mut passes = 0;
                 for chunk in order.chunks(bs) {
+                    passes += 1;
                     for (i, p) in chunk.iter().zip(clf.predict(ps, &s.batch(chunk, *pad))) {
                         pred[*i] = p;
                     }
                 }
-                pred
+                (pred, passes)
             }
             Inner::Causal {
                 model, splits, pad, ..
-            } => lm::predict(model.as_ref(), ps, &splits[idx(which)].examples, bs, *pad),
+            } => lm::predict_counted(model.as_ref(), ps, &splits[idx(which)].examples, bs, *pad),
+            Inner::Mlm {
+                model,
+                splits,
+                verbalizer,
+                pad,
+            } => lm::mlm_predict(
+                model.as_ref(),
+                ps,
+                &splits[idx(which)].examples,
+                bs,
+                verbalizer,
+                *pad,
+            ),
         }
     }
 }
@@ -302,10 +380,17 @@ pub fn failed_record(
         task: spec.task.clone(),
         scheme: spec.scheme.clone(),
         optimizer: spec.optimizer.clone(),
-        estimator: zo_optim::info(&spec.optimizer)
-            .map_or("unknown", |i| i.estimator)
-            .into(),
+        estimator: if spec.optimizer == crate::config::ICL {
+            "none".into()
+        } else {
+            zo_optim::info(&spec.optimizer)
+                .map_or("unknown", |i| i.estimator)
+                .into()
+        },
         template: Some(spec.template.clone()),
+        formulation: None,
+        icl_shots: icl_shots(spec).ok().flatten(),
+        eval_forward_passes: None,
         metric: None,
         test_metrics: BTreeMap::new(),
         zero_shot_metrics: BTreeMap::new(),
@@ -387,7 +472,23 @@ fn load(
     let mut store = ParamStore::new(device.clone());
     let mut model = zo_models::load_model(&path, &mut store)?;
     let info = model.info().clone();
-    let scheme = scheme_of(spec)?;
+    let icl = icl_shots(spec)?;
+    let mlm = spec.template == zo_tasks::MLM_TEMPLATE;
+    // An ICL row applies no scheme: it evaluates the base model.
+    let scheme = match icl {
+        Some(_) => Scheme::Ft,
+        None => scheme_of(spec)?,
+    };
+    if icl.is_some() && (info.kind != ModelKind::CausalLm || mlm) {
+        return Err(UserError::new(format!(
+            "an `icl` row scores prompts with in-context demonstrations by a causal LM; `{}` is a {} ({:?}){}: give `optimizer = \"icl\"` only to causal-LM models (an [[exclude]] rule can drop the others)",
+            spec.model,
+            info.model_type,
+            info.kind,
+            if mlm { " with template `mlm`" } else { "" }
+        ))
+        .into());
+    }
     let pad = tok
         .pad_id()
         .try_into()
@@ -404,7 +505,18 @@ fn load(
                 ))
                 .into());
             }
-            zo_models::apply_scheme(model.as_mut(), &mut store, &scheme, spec.seed)?;
+            if mlm {
+                return Err(UserError::new(format!(
+                    "template `mlm` is the masked-LM prompt of encoders with an MLM head; `{}` is a causal LM ({}): use template mezo or none",
+                    spec.model, info.model_type
+                ))
+                .into());
+            }
+            if icl.is_some() {
+                store.set_trainable(|_| false);
+            } else {
+                zo_models::apply_scheme(model.as_mut(), &mut store, &scheme, spec.seed)?;
+            }
             let loss = match spec.loss.as_str() {
                 "candidate-ce" => lm::LossKind::CandidateCe,
                 "gold-lm" => lm::LossKind::GoldLm,
@@ -416,14 +528,54 @@ fn load(
             });
             let mut tsplits: [Tokenized; 3] = Default::default();
             for which in [Split::Train, Split::Dev, Split::Test] {
-                let prompts = splits.prompted(which, &spec.template)?;
+                // ICL: dev and test prompts carry the demonstrations; train stays plain (it is
+                // the pool they are drawn from).
+                let prompts = match icl {
+                    Some(k) if which != Split::Train => {
+                        splits.prompted_few_shot(which, &spec.template, k, spec.seed)?
+                    }
+                    _ => splits.prompted(which, &spec.template)?,
+                };
                 let qids = splits.question_ids(which);
                 tsplits[idx(which)] = lm::tokenize(&tok, &prompts, qids.as_deref(), max_len)?;
             }
-            Formulation(Inner::Causal {
+            Formulation::new(Inner::Causal {
                 model,
                 splits: tsplits,
                 loss,
+                pad,
+            })
+        }
+        ModelKind::Encoder | ModelKind::MaskedLm if mlm => {
+            if info.kind != ModelKind::MaskedLm {
+                return Err(UserError::new(format!(
+                    "template `mlm` scores verbaliser tokens with an MLM head; `{}` is a {} encoder without one (a masked LM such as RobertaForMaskedLM has it): use template mezo for a classification head",
+                    spec.model, info.model_type
+                ))
+                .into());
+            }
+            if scheme == Scheme::Head {
+                return Err(UserError::new(format!(
+                    "scheme `head` trains a classification head, which the mlm formulation (template `mlm`) does not have; use ft, lora, prefix or prompt with `{}`",
+                    spec.model
+                ))
+                .into());
+            }
+            zo_models::apply_scheme(model.as_mut(), &mut store, &scheme, spec.seed)?;
+            let vocab = lm::MlmVocab::new(&tok, &tok_path, &spec.task)?;
+            let max_len = info.max_positions.map_or(spec.max_length, |m| {
+                spec.max_length
+                    .min(m.saturating_sub(scheme_extra_tokens(&scheme)))
+            });
+            let mut msplits: [lm::MlmTokenized; 3] = Default::default();
+            for which in [Split::Train, Split::Dev, Split::Test] {
+                msplits[idx(which)] =
+                    lm::mlm_tokenize(&tok, &vocab, &splits.mlm_prompted(which)?, max_len)?;
+            }
+            Formulation::new(Inner::Mlm {
+                model,
+                splits: msplits,
+                verbalizer: vocab.verbalizer,
                 pad,
             })
         }
@@ -453,7 +605,7 @@ fn load(
             for which in [Split::Train, Split::Dev, Split::Test] {
                 esplits[idx(which)] = tokenize_encoder(&tok, &splits, which, max_len)?;
             }
-            Formulation(Inner::Encoder {
+            Formulation::new(Inner::Encoder {
                 clf,
                 splits: esplits,
                 pad,
@@ -466,8 +618,13 @@ fn load(
     let check = |rows: &mut dyn Iterator<Item = &Vec<i64>>| {
         rows.flatten().find(|&&id| id < 0 || id >= vocab).copied()
     };
-    let bad = match &f.0 {
+    let bad = match &f.inner {
         Inner::Encoder { splits, .. } => check(&mut splits.iter().flat_map(|s| s.rows.iter())),
+        Inner::Mlm { splits, .. } => check(
+            &mut splits
+                .iter()
+                .flat_map(|s| s.examples.iter().map(|e| &e.ids)),
+        ),
         Inner::Causal { splits, .. } => check(
             &mut splits
                 .iter()
@@ -497,12 +654,81 @@ pub fn load_for_calibration(
     load(spec, device)
 }
 
+/// The `shots` of an ICL cell (`None` for a training cell).
+///
+/// # Errors
+/// A [`UserError`] for an ICL cell without a non-negative integer `shots`.
+pub fn icl_shots(spec: &CellSpec) -> Result<Option<usize>, UserError> {
+    if spec.optimizer != crate::config::ICL {
+        return Ok(None);
+    }
+    spec.hparams
+        .get("shots")
+        .and_then(|v| v.as_u64())
+        .map(|k| Some(k as usize))
+        .ok_or_else(|| UserError::new("an `icl` cell needs `shots` (a non-negative integer)"))
+}
+
 /// Positions a scheme adds in front of the input (prompt tuning's virtual tokens).
 fn scheme_extra_tokens(s: &Scheme) -> usize {
     match s {
         Scheme::Prompt { n } => *n,
         _ => 0,
     }
+}
+
+/// The record of an in-context-learning row: `k` demonstrations in every dev and test prompt,
+/// no training (0 steps, 0 trainable parameters, no step time), dev and test evaluated once;
+/// `zero_shot_*` stay empty (the `shots = 0` row is the zero-shot baseline).
+fn icl_record(
+    spec: &CellSpec,
+    run_id: &str,
+    f: &Formulation,
+    store: &ParamStore,
+    splits: &Splits,
+    k: usize,
+    started_at: String,
+) -> anyhow::Result<RunRecord> {
+    let ebs = spec.eval_batch_size;
+    let task = spec.task.as_str();
+    let dev = evaluate(f, store, splits, task, Split::Dev, ebs)?;
+    let test = evaluate(f, store, splits, task, Split::Test, ebs)?;
+    tracing::info!(
+        shots = k,
+        dev = dev.primary_value(),
+        test = test.primary_value(),
+        "icl done"
+    );
+    let (n_tr, n_dev, n_test) = splits.counts();
+    let mut rec = failed_record(spec, run_id, CellStatus::Ok, String::new(), 0.0, started_at);
+    rec.error = None;
+    rec.estimator = "none".into();
+    rec.formulation = Some(f.name().to_string());
+    rec.icl_shots = Some(k);
+    rec.metric = Some(test.primary.to_string());
+    rec.test_metrics = test
+        .values
+        .iter()
+        .map(|(k, v)| (k.to_string(), *v))
+        .collect();
+    rec.majority_acc = Some(majority(f, splits, task)?.primary_value());
+    rec.best_dev_acc = Some(dev.primary_value());
+    rec.best_step = Some(0);
+    rec.test_acc = Some(test.primary_value());
+    rec.trainable_params = Some(store.num_trainable() as u64);
+    rec.total_params = Some(store.num_params() as u64);
+    rec.truncated_rows = Some(f.truncated());
+    rec.peak_mem_bytes = provenance::peak_rss_bytes();
+    rec.mem_breakdown
+        .insert("weights".to_string(), store.bytes());
+    rec.forward_passes_per_step = Some(0.0);
+    rec.backward_passes_per_step = Some(0.0);
+    rec.total_forward_passes = Some(0);
+    rec.eval_forward_passes = Some(f.eval_forward_passes());
+    rec.num_train = Some(n_tr);
+    rec.num_dev = Some(n_dev);
+    rec.num_eval = Some(n_test);
+    Ok(rec)
 }
 
 /// Runs one cell and returns its record; the loss curve is written to `curve_path`
@@ -528,6 +754,20 @@ pub fn run_cell(spec: &CellSpec, run_id: &str, curve_path: &Path) -> anyhow::Res
         "task `{}` has no training examples",
         spec.task
     );
+    if let Some(k) = icl_shots(spec)? {
+        let mut rec = icl_record(spec, run_id, &f, &store, &splits, k, started_at)?;
+        rec.family = Some(family);
+        rec.mem_method = if hwm_reset {
+            "VmHWM after load".into()
+        } else {
+            "VmHWM (includes load)".into()
+        };
+        if let Some(b) = load_peak {
+            rec.mem_breakdown.insert("load_peak_rss".to_string(), b);
+        }
+        rec.wall_s = t_start.elapsed().as_secs_f64();
+        return Ok(rec);
+    }
     let mut opt = optim::build(&spec.optimizer, &spec.hparams)?;
     opt.validate(&store)
         .map_err(|e| UserError::new(format!("{}: {e}", spec.optimizer)))?;
@@ -710,6 +950,8 @@ pub fn run_cell(spec: &CellSpec, run_id: &str, curve_path: &Path) -> anyhow::Res
     rec.diverged_at = diverged_at;
     rec.estimator = opt.estimator().to_string();
     rec.family = Some(family);
+    rec.formulation = Some(f.name().to_string());
+    rec.eval_forward_passes = Some(f.eval_forward_passes());
     rec.metric = Some(test.primary.to_string());
     rec.test_metrics = to_map(&test);
     rec.zero_shot_metrics = to_map(&zero_shot);

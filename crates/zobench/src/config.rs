@@ -39,6 +39,30 @@
 //!
 //! Unknown keys are errors (with "did you mean" suggestions); so are unknown axis values and a
 //! hyper-parameter that the optimizer does not have.
+//!
+//! ## The masked-LM prompt formulation
+//!
+//! `template = ["mlm"]` selects MeZO's RoBERTa prompt (LM-BFF; [`zo_tasks::mlm`]) for an
+//! encoder with an MLM head: the MLM head's logits of the verbaliser tokens at the mask are
+//! the class scores. The template is an axis, so `template = ["mezo", "mlm"]` runs an encoder
+//! both with a classification head and with the prompt. Tasks without an `mlm` template (COPA,
+//! WinoGrande) are a config error unless an `[[exclude]]` rule drops them; a causal LM or an
+//! encoder without an MLM head fails its cell with an explanation.
+//!
+//! ## In-context-learning rows
+//!
+//! The pseudo-optimizer [`ICL`] (`optimizer = ["zo-sgd", "icl"]`, or in an `[[include]]`) adds
+//! an in-context-learning baseline row per (model, task, template, seed) and `shots` value:
+//!
+//! ```toml
+//! [optimizer.icl]
+//! shots = [0, 16]                  # demonstrations per prompt (default [16])
+//! ```
+//!
+//! An ICL cell trains nothing (`steps = 0`, scheme recorded as `none` whatever the grid's
+//! schemes: the cells of every scheme collapse into one); `shots` demonstrations are drawn from
+//! the train split with the cell's seed and prepended to every dev and test prompt of a causal
+//! LM. `shots` is its only key.
 
 use crate::error::{UserError, did_you_mean};
 use crate::optim;
@@ -64,6 +88,13 @@ pub const PRECISIONS: &[&str] = &["f32"];
 pub const TEST_AT: &[&str] = &["best-dev", "final"];
 /// Training losses of causal-LM cells (`auto` = the task's default).
 pub const LOSSES: &[&str] = &["auto", "candidate-ce", "gold-lm"];
+/// The pseudo-optimizer of in-context-learning rows (no training; see the module docs).
+pub const ICL: &str = "icl";
+/// The scheme ICL cells are recorded under (no parameters are trained).
+pub const ICL_SCHEME: &str = "none";
+/// Demonstrations per prompt of an ICL row when `[optimizer.icl]` gives no `shots`.
+pub const ICL_DEFAULT_SHOTS: u64 = 16;
+
 /// Keys of a `[scheme.<name>]` table.
 pub const SCHEME_KEYS: &[(&str, &[&str])] = &[
     ("lora", &["r", "alpha", "targets"]),
@@ -328,8 +359,12 @@ impl CellSpec {
             .and_then(|v| v.as_f64())
             .map(|x| format!(" lr={x:e}"))
             .unwrap_or_default();
+        let shots = match self.hparams.get("shots") {
+            Some(k) if self.optimizer == ICL => format!(" shots={k}"),
+            _ => String::new(),
+        };
         format!(
-            "{}/{}/{}/{}{lr} seed={}",
+            "{}/{}/{}/{}{lr}{shots} seed={}",
             self.model, self.task, self.scheme, self.optimizer, self.seed
         )
     }
@@ -397,6 +432,22 @@ fn check_axes(
                 "{}: `[{table}]`: `{k}` is an empty list; give at least one value",
                 file.display()
             )));
+        }
+        if optimizer == ICL {
+            if k != "shots" {
+                return Err(UserError::new(format!(
+                    "{}: `[{table}]`: `{k}` is not a key of icl{}; it takes: shots (icl rows train nothing)",
+                    file.display(),
+                    did_you_mean(k, &["shots"])
+                )));
+            }
+            if vals.iter().any(|x| x.as_u64().is_none()) {
+                return Err(UserError::new(format!(
+                    "{}: `[{table}]`: `shots` must be non-negative integers (demonstrations per prompt), got {v}",
+                    file.display()
+                )));
+            }
+            continue;
         }
         if k == "steps" {
             if vals.iter().any(|x| x.as_u64().is_none_or(|n| n == 0)) {
@@ -515,12 +566,20 @@ impl SweepConfig {
         }
         check_values(file, "grid.task", &g.task, zo_tasks::TASKS)?;
         check_values(file, "grid.scheme", &g.scheme, SCHEMES)?;
-        let opt_names = optim::names();
+        let mut opt_names = optim::names();
+        opt_names.push(ICL);
         check_values(file, "grid.optimizer", &g.optimizer, &opt_names)?;
-        for t in &g.task {
-            let valid = zo_tasks::templates(t);
-            check_values(file, "grid.template", &g.template, valid)?;
+        // Template names must exist; whether a task has the template is checked per
+        // combination below (after `[[exclude]]`).
+        let mut all_templates: Vec<&str> = Vec::new();
+        for t in zo_tasks::TASKS {
+            for tp in zo_tasks::templates(t) {
+                if !all_templates.contains(tp) {
+                    all_templates.push(tp);
+                }
+            }
         }
+        check_values(file, "grid.template", &g.template, &all_templates)?;
         if g.seed.is_empty() {
             return err("`grid.seed` is empty".into());
         }
@@ -563,6 +622,11 @@ impl SweepConfig {
                     did_you_mean(name, &opt_names),
                     opt_names.join(", ")
                 ));
+            }
+            if name == ICL && !axes.scheme.is_empty() {
+                return err(
+                    "`[optimizer.icl.scheme.*]`: icl rows apply no scheme; give `shots` in `[optimizer.icl]` only".into(),
+                );
             }
             for sch in axes.scheme.keys() {
                 check_values(
@@ -630,7 +694,15 @@ impl SweepConfig {
                     }
                 }
                 if what == "include" {
+                    // An include of icl rows only needs no scheme (icl applies none).
+                    let only_icl = r
+                        .get("optimizer")
+                        .and_then(as_strings)
+                        .is_some_and(|o| !o.is_empty() && o.iter().all(|x| x == ICL));
                     for k in ["model", "task", "scheme", "optimizer"] {
+                        if k == "scheme" && only_icl {
+                            continue;
+                        }
                         if !r.contains_key(k) {
                             return err(format!(
                                 "`[[include]]` #{}: give `{k}` (an include adds whole combinations)",
@@ -640,7 +712,12 @@ impl SweepConfig {
                     }
                     let list = |k: &str| as_strings(&r[k]).unwrap_or_default();
                     check_values(file, "include.task", &list("task"), zo_tasks::TASKS)?;
-                    check_values(file, "include.scheme", &list("scheme"), SCHEMES)?;
+                    if !only_icl {
+                        check_values(file, "include.scheme", &list("scheme"), SCHEMES)?;
+                    }
+                    if r.contains_key("template") {
+                        check_values(file, "include.template", &list("template"), &all_templates)?;
+                    }
                     check_values(file, "include.optimizer", &list("optimizer"), &opt_names)?;
                     for m in list("model").into_iter().filter(|m| !registry::is_path(m)) {
                         registry::resolve_name(&m).map_err(|e| {
@@ -665,6 +742,22 @@ impl SweepConfig {
                 return err(format!(
                     "`search.mode`: unknown value `{m}`{}; valid: grid, random",
                     did_you_mean(m, &["grid", "random"])
+                ));
+            }
+        }
+        for (combo, _) in self.combinations() {
+            let [_, task, _, _, template] = &combo;
+            if !zo_tasks::templates(task).contains(&template.as_str()) {
+                let why = if template == zo_tasks::MLM_TEMPLATE {
+                    format!("{}", zo_tasks::TaskError::NoMlmTemplate(task.clone()))
+                } else {
+                    format!(
+                        "task `{task}` has no template `{template}` (its templates: {})",
+                        zo_tasks::templates(task).join(", ")
+                    )
+                };
+                return err(format!(
+                    "`grid.template`: {why}; drop the combination with an `[[exclude]]` rule (task = \"{task}\", template = \"{template}\")"
                 ));
             }
         }
@@ -698,7 +791,13 @@ impl SweepConfig {
                     for o in &g.optimizer {
                         for tp in &g.template {
                             push(
-                                [m.clone(), t.clone(), s.clone(), o.clone(), tp.clone()],
+                                [
+                                    m.clone(),
+                                    t.clone(),
+                                    scheme_of_combo(s, o),
+                                    o.clone(),
+                                    tp.clone(),
+                                ],
                                 &g.seed,
                             );
                         }
@@ -716,11 +815,17 @@ impl SweepConfig {
                 .unwrap_or_else(|| g.seed.clone());
             for m in list("model", &vec![]) {
                 for t in list("task", &vec![]) {
-                    for s in list("scheme", &vec![]) {
+                    for s in list("scheme", &vec![ICL_SCHEME.to_string()]) {
                         for o in list("optimizer", &vec![]) {
                             for tp in list("template", &g.template) {
                                 push(
-                                    [m.clone(), t.clone(), s.clone(), o.clone(), tp.clone()],
+                                    [
+                                        m.clone(),
+                                        t.clone(),
+                                        scheme_of_combo(&s, &o),
+                                        o.clone(),
+                                        tp.clone(),
+                                    ],
                                     &seeds,
                                 );
                             }
@@ -771,10 +876,17 @@ impl SweepConfig {
                 .clone();
             let base = self.optimizer.get(&opt).cloned().unwrap_or_default();
             let over = base.scheme.get(&scheme).cloned().unwrap_or_default();
-            let mut axes: BTreeMap<String, Vec<serde_json::Value>> =
-                optim::default_axes(&opt, &scheme);
+            let mut axes: BTreeMap<String, Vec<serde_json::Value>> = if opt == ICL {
+                BTreeMap::from([("shots".to_string(), vec![ICL_DEFAULT_SHOTS.into()])])
+            } else {
+                optim::default_axes(&opt, &scheme)
+            };
             for (k, v) in base.axes.iter().chain(over.axes.iter()) {
                 axes.insert(k.clone(), as_list(v));
+            }
+            if opt == ICL {
+                // An ICL row trains nothing.
+                axes.insert("steps".into(), vec![0.into()]);
             }
             let steps_axis: Vec<usize> = axes
                 .remove("steps")
@@ -861,6 +973,16 @@ impl SweepConfig {
         let mut seen = std::collections::HashSet::new();
         cells.retain(|c| seen.insert(c.run_id()));
         cells
+    }
+}
+
+/// The scheme a combination is recorded under: [`ICL_SCHEME`] for ICL rows (which apply no
+/// scheme, so the grid's schemes collapse into one row), else `scheme`.
+fn scheme_of_combo(scheme: &str, optimizer: &str) -> String {
+    if optimizer == ICL {
+        ICL_SCHEME.to_string()
+    } else {
+        scheme.to_string()
     }
 }
 

@@ -7,7 +7,8 @@
 //!   layout of the fixtures' `reference.json`.
 //! * `zobench eval --model M --task T [--template …] [--shots K]` — zero-shot (or k-shot
 //!   in-context) metrics of a causal LM on a task's test split, with the templates and the
-//!   candidate scoring that sweep cells use.
+//!   candidate scoring that sweep cells use; with `--template mlm`, the zero-shot metrics of
+//!   an encoder's MLM head on MeZO's RoBERTa prompt (the sweep's `mlm-prompt` formulation).
 
 use crate::error::UserError;
 use crate::lm;
@@ -195,7 +196,7 @@ pub struct EvalOptions {
     pub model: String,
     /// Task name.
     pub task: String,
-    /// Template (`mezo`, `none`).
+    /// Template (`mezo`, `none`, `partial`; `mlm` for an encoder with an MLM head).
     pub template: String,
     /// In-context demonstrations from the train split (0 = zero-shot).
     pub shots: usize,
@@ -227,7 +228,23 @@ pub fn eval(o: &EvalOptions) -> anyhow::Result<Value> {
         .into());
     }
     let (m, store, path) = load(&o.model)?;
-    if m.info().kind != ModelKind::CausalLm {
+    let mlm = o.template == zo_tasks::MLM_TEMPLATE;
+    if mlm && m.info().kind != ModelKind::MaskedLm {
+        return Err(UserError::new(format!(
+            "template `mlm` scores verbaliser tokens with an MLM head; `{}` is a {} ({:?}) without one",
+            o.model,
+            m.info().model_type,
+            m.info().kind
+        ))
+        .into());
+    }
+    if mlm && o.shots > 0 {
+        return Err(UserError::new(
+            "`--shots` adds in-context demonstrations to causal-LM prompts; template `mlm` is evaluated zero-shot only",
+        )
+        .into());
+    }
+    if !mlm && m.info().kind != ModelKind::CausalLm {
         return Err(UserError::new(format!(
             "`zobench eval` scores candidate continuations with a causal LM; `{}` is a {} ({:?}). Sweep it with a classification head instead",
             o.model,
@@ -253,18 +270,50 @@ pub fn eval(o: &EvalOptions) -> anyhow::Result<Value> {
     spec.data_seed = o.data_seed;
     let splits = zo_tasks::load_splits(&o.task, &o.data_dir, &spec)?;
     let which = zo_tasks::Split::Test;
+    let max_len = m
+        .info()
+        .max_positions
+        .map_or(o.max_length, |p| o.max_length.min(p));
+    let pad = m.info().pad_token_id.unwrap_or(0);
+    if mlm {
+        let v = lm::MlmVocab::new(&tok, &tok_path, &o.task)?;
+        let t = lm::mlm_tokenize(&tok, &v, &splits.mlm_prompted(which)?, max_len)?;
+        let t0 = std::time::Instant::now();
+        let (pred, _) = lm::mlm_predict(
+            m.as_ref(),
+            &store,
+            &t.examples,
+            o.batch_rows,
+            &v.verbalizer,
+            pad,
+        );
+        let secs = t0.elapsed().as_secs_f64();
+        let gold: Vec<usize> = t.examples.iter().map(|e| e.gold).collect();
+        let qids = splits.question_ids(which);
+        let metrics = zo_tasks::evaluate(&o.task, &pred, &gold, qids.as_deref())?;
+        let mut counts = vec![0usize; v.verbalizer.len()];
+        pred.iter().for_each(|&p| counts[p] += 1);
+        return Ok(json!({
+            "model": path.display().to_string(),
+            "task": o.task,
+            "template": o.template,
+            "shots": 0,
+            "num_eval": gold.len(),
+            "truncated_rows": t.truncated,
+            "metric": metrics.primary,
+            "metrics": metrics.values,
+            "prediction_counts": counts,
+            "seconds": secs,
+            "data_seed": o.data_seed,
+        }));
+    }
     let prompts = if o.shots > 0 {
         splits.prompted_few_shot(which, &o.template, o.shots, o.data_seed)?
     } else {
         splits.prompted(which, &o.template)?
     };
     let qids = splits.question_ids(which);
-    let max_len = m
-        .info()
-        .max_positions
-        .map_or(o.max_length, |p| o.max_length.min(p));
     let t = lm::tokenize(&tok, &prompts, qids.as_deref(), max_len)?;
-    let pad = m.info().pad_token_id.unwrap_or(0);
     let t0 = std::time::Instant::now();
     let pred = lm::predict(m.as_ref(), &store, &t.examples, o.batch_rows, pad);
     let secs = t0.elapsed().as_secs_f64();

@@ -48,9 +48,23 @@ pub struct RunRecord {
     /// Gradient estimator (`rge-two-sided`, `rge-one-sided`, `cge`, `forward-grad`, `rank`,
     /// `backprop`, …).
     pub estimator: String,
-    /// Prompt template of a causal-LM cell (`mezo`, `none`); recorded for encoders too.
+    /// Prompt template (`mezo`, `none`, `partial`, `mlm`); recorded for every cell (an
+    /// encoder with a classification head ignores it).
     #[serde(default)]
     pub template: Option<String>,
+    /// How the cell scored the task: `causal-lm` (candidate log-likelihoods), `classifier`
+    /// (a classification head on the pooled encoder output) or `mlm-prompt` (the MLM head's
+    /// verbaliser logits at the mask of template `mlm`); `null` when the cell failed before
+    /// loading.
+    #[serde(default)]
+    pub formulation: Option<String>,
+    /// In-context demonstrations per prompt of an ICL row (optimizer `icl`); `null` for
+    /// trained cells.
+    #[serde(default)]
+    pub icl_shots: Option<usize>,
+    /// Forward passes (model calls) spent on evaluation: zero-shot, dev and test (counted).
+    #[serde(default)]
+    pub eval_forward_passes: Option<u64>,
     /// Name of the task's primary metric (`acc`, or `f1a` for MultiRC): `zero_shot_acc`,
     /// `best_dev_acc` and `test_acc` hold this metric.
     #[serde(default)]

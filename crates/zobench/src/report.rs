@@ -131,8 +131,9 @@ fn finite(x: Option<f64>) -> Option<f64> {
 /// `peak_mem_bytes / 2^20`), `time_per_step_s` (f64), `forward_passes_per_step` (f64),
 /// `total_forward_passes` (u64), `wall_s` (f64), `template, metric` (str, nullable),
 /// `batch_size` (u64), `time_per_step_p10_s, time_per_step_p90_s` (f64), `error` (first line
-/// of the error, null for `ok`), then `metric_<name>` (f64 in [0, 1]) for every test metric
-/// any record has. Non-finite floats are stored as null.
+/// of the error, null for `ok`), `formulation` (str, nullable), `icl_shots` (u64, null for
+/// trained cells), `eval_forward_passes` (u64), then `metric_<name>` (f64 in [0, 1]) for every
+/// test metric any record has. Non-finite floats are stored as null.
 pub fn summary_frame(runs: &[RunRecord]) -> Result<DataFrame> {
     let s = |f: &dyn Fn(&RunRecord) -> String| -> Vec<String> { runs.iter().map(f).collect() };
     let of = |f: &dyn Fn(&RunRecord) -> Option<f64>| -> Vec<Option<f64>> {
@@ -208,6 +209,14 @@ pub fn summary_frame(runs: &[RunRecord]) -> Result<DataFrame> {
                 .map(|r| first_line(r.error.as_deref()))
                 .collect::<Vec<Option<String>>>(),
         ),
+        Column::new(
+            "formulation".into(),
+            runs.iter()
+                .map(|r| r.formulation.clone())
+                .collect::<Vec<Option<String>>>(),
+        ),
+        Column::new("icl_shots".into(), ou(&|r| r.icl_shots.map(|k| k as u64))),
+        Column::new("eval_forward_passes".into(), ou(&|r| r.eval_forward_passes)),
     ];
     // Every test metric of the task as `metric_<name>` (null where a cell lacks it).
     let names: BTreeSet<&String> = runs.iter().flat_map(|r| r.test_metrics.keys()).collect();
@@ -565,6 +574,9 @@ mod tests {
             optimizer: optimizer.to_string(),
             estimator: if zo { "rge" } else { "backprop" }.to_string(),
             template: Some("mezo".into()),
+            formulation: Some("classifier".into()),
+            icl_shots: None,
+            eval_forward_passes: Some(4),
             metric: Some("acc".into()),
             test_metrics: BTreeMap::new(),
             zero_shot_metrics: BTreeMap::new(),
@@ -726,7 +738,12 @@ mod tests {
         let f = fs::File::open(results.join("summary.parquet")).unwrap();
         let df = ParquetReader::new(f).finish().unwrap();
         assert_eq!(df.height(), runs.len());
-        assert_eq!(df.width(), 28);
+        // 28 columns + formulation, icl_shots, eval_forward_passes (no test metrics here).
+        assert_eq!(df.width(), 31);
+        assert_eq!(
+            df.column("formulation").unwrap().str().unwrap().get(0),
+            Some("classifier")
+        );
         // Sorted by model, task, scheme, optimizer, lr, seed.
         let ids: Vec<&str> = df
             .column("run_id")

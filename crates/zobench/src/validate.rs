@@ -89,10 +89,21 @@ pub fn print(config: &Path, cfg: &SweepConfig) -> anyhow::Result<()> {
                 }
             }
         });
-        let opt = crate::optim::build(&c.optimizer, &c.hparams)?;
-        let info = zo_optim::info(&c.optimizer).expect("validated optimizer");
-        let (fpps, est) = match cal {
-            Some(k) => {
+        // An ICL row (pseudo-optimizer `icl`) trains nothing: dev and test are evaluated once.
+        let icl = c.optimizer == crate::config::ICL;
+        let opt = if icl {
+            None
+        } else {
+            Some(crate::optim::build(&c.optimizer, &c.hparams)?)
+        };
+        let (fpps, est) = match (cal, opt) {
+            (Some(k), None) => (
+                Some(0),
+                Some((k.dev + k.test) as f64 / c.batch_size as f64 * k.t_batch),
+            ),
+            (None, _) => (None, None),
+            (Some(k), Some(opt)) => {
+                let info = zo_optim::info(&c.optimizer).expect("validated optimizer");
                 let fpps = opt.forward_passes_per_step(&k.store);
                 let bwd = if info.zeroth_order { 0.0 } else { 1.0 };
                 let evals = (c.steps / c.eval_every + 1) as f64;
@@ -101,7 +112,6 @@ pub fn print(config: &Path, cfg: &SweepConfig) -> anyhow::Result<()> {
                     (evals * k.dev as f64 + 2.0 * k.test as f64) / c.batch_size as f64 * k.t_batch;
                 (Some(fpps), Some(train + eval))
             }
-            None => (None, None),
         };
         if let Some(f) = fpps {
             total_fwd += f * c.steps as u64;

@@ -481,3 +481,347 @@ fn compare_exits_1_on_a_regression_and_0_without() {
     let o = run(&base, &tmp.path().join("nothing"));
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 }
+
+// ---- the masked-LM prompt formulation and in-context-learning rows ----
+
+/// A byte-level, whole-word tokenizer.json: `specials` (id, token, is the mask) first, then
+/// `words` (with `Ġ` for a leading space) from `first_word` on; `post` is its post-processor.
+fn word_tokenizer(
+    specials: &[(u32, &str)],
+    words: &[&str],
+    first_word: u32,
+    unk: &str,
+    post: serde_json::Value,
+) -> String {
+    let mut vocab = serde_json::Map::new();
+    for (i, t) in specials {
+        vocab.insert(t.to_string(), (*i).into());
+    }
+    for (k, w) in words.iter().enumerate() {
+        vocab.insert(w.replace('G', "\u{120}"), (first_word + k as u32).into());
+    }
+    let added: Vec<serde_json::Value> = specials
+        .iter()
+        .map(|(i, t)| {
+            serde_json::json!({"id": i, "content": t, "single_word": false,
+                "lstrip": *t == "<mask>", "rstrip": false, "normalized": false, "special": true})
+        })
+        .collect();
+    serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": added,
+        "normalizer": null,
+        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true,
+            "use_regex": true},
+        "post_processor": post,
+        "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true,
+            "use_regex": true},
+        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": unk}
+    })
+    .to_string()
+}
+
+/// Frequent SST-2 words, so that the real sentences are not all `<unk>`.
+const SST2_WORDS: &[&str] = &[
+    "Gthe",
+    "the",
+    "Ga",
+    "a",
+    "G,",
+    "G.",
+    ".",
+    "Gand",
+    "Gof",
+    "Gto",
+    "Gis",
+    "Git",
+    "it",
+    "Gthat",
+    "Gin",
+    "Gas",
+    "Gbut",
+    "Gwith",
+    "Gfilm",
+    "Gmovie",
+    "Gthis",
+    "Gfor",
+    "Gits",
+    "Gan",
+    "Gnot",
+    "Gyou",
+    "Gbe",
+    "Gon",
+    "Gabout",
+    "Gby",
+    "Gmore",
+    "Gone",
+    "Gtoo",
+    "Glike",
+    "Gso",
+    "Gall",
+    "Ggood",
+    "Gstory",
+    "Gbad",
+    "Gfunny",
+    "Gbest",
+    "Gmost",
+    "Gcharacters",
+    "Glove",
+    "Gmuch",
+    "GIt",
+    "Gwas",
+    "Gterrible",
+    "Ggreat",
+    "GYes",
+    "GNo",
+    ",",
+    "?",
+];
+
+/// The tiny random RoBERTa (RobertaForMaskedLM, vocab 120, `<mask>` = 119) and the tiny GPT-2
+/// (vocab 144) as HF folders with whole-word tokenizers, under `dir`.
+fn tiny_text_models(dir: &Path) -> (PathBuf, PathBuf) {
+    let copy = |fixture: &str, name: &str, tok: String| {
+        let m = dir.join(name);
+        std::fs::create_dir_all(&m).unwrap();
+        for f in ["config.json", "model.safetensors"] {
+            std::fs::copy(
+                root().join("fixtures/models").join(fixture).join(f),
+                m.join(f),
+            )
+            .unwrap();
+        }
+        std::fs::write(m.join("tokenizer.json"), tok).unwrap();
+        m
+    };
+    let roberta = copy(
+        "roberta-tiny",
+        "roberta",
+        word_tokenizer(
+            &[
+                (0, "<s>"),
+                (1, "<pad>"),
+                (2, "</s>"),
+                (3, "<unk>"),
+                (119, "<mask>"),
+            ],
+            SST2_WORDS,
+            4,
+            "<unk>",
+            serde_json::json!({"type": "RobertaProcessing", "sep": ["</s>", 2],
+                "cls": ["<s>", 0], "trim_offsets": true, "add_prefix_space": false}),
+        ),
+    );
+    let gpt2 = copy(
+        "gpt2-tiny",
+        "gpt2",
+        word_tokenizer(
+            &[(0, "<unk>"), (143, "<|endoftext|>")],
+            SST2_WORDS,
+            1,
+            "<unk>",
+            serde_json::Value::Null,
+        ),
+    );
+    (roberta, gpt2)
+}
+
+#[test]
+fn mlm_prompt_and_icl_rows_run_through_the_sweep_and_the_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (roberta, gpt2) = tiny_text_models(tmp.path());
+    let (r, g) = (roberta.to_str().unwrap(), gpt2.to_str().unwrap());
+    let body = format!(
+        r#"name = "mlm-icl"
+[grid]
+model = ["{r}", "{g}"]
+task = ["sst2"]
+scheme = ["ft", "lora"]
+optimizer = ["zo-sgd", "icl"]
+template = ["mlm", "mezo"]
+seed = [0]
+[settings]
+steps = 4
+batch_size = 4
+eval_every = 2
+num_train = 16
+num_dev = 8
+num_eval = 16
+max_length = 48
+threads = 1
+[optimizer.zo-sgd]
+lr = [1e-3]
+[optimizer.icl]
+shots = [0, 2]
+[[exclude]]
+model = "{g}"
+template = "mlm"
+[[exclude]]
+model = "{r}"
+optimizer = "icl"
+[[exclude]]
+scheme = "lora"
+optimizer = "zo-sgd"
+"#
+    );
+    let cfg = tmp.path().join("mlm-icl.toml");
+    std::fs::write(&cfg, body).unwrap();
+    let out = tmp.path().join("results");
+    let o = sweep(&cfg, &out);
+    assert!(o.status.success(), "{}", text(&o));
+    let runs = std::fs::read_to_string(out.join("runs.jsonl")).unwrap();
+    let recs: Vec<serde_json::Value> = runs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // RoBERTa: mlm prompt + classification head; GPT-2: one trained cell + 2 ICL rows (the ft
+    // and lora schemes collapse into one ICL row per shots value).
+    assert_eq!(recs.len(), 5, "{runs}");
+    let find = |model: &str, opt: &str, template: &str, shots: Option<u64>| {
+        recs.iter()
+            .find(|x| {
+                x["model"] == model
+                    && x["optimizer"] == opt
+                    && x["template"] == template
+                    && x["icl_shots"].as_u64() == shots
+            })
+            .unwrap_or_else(|| panic!("no {model}/{opt}/{template}/{shots:?} in {runs}"))
+    };
+    for x in &recs {
+        assert_eq!(x["status"], "ok", "{x}");
+        for k in ["majority_acc", "best_dev_acc", "test_acc"] {
+            let a = x[k].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&a), "{k} = {a}");
+        }
+    }
+    // The masked-LM prompt: all parameters (LM head included) trained by ZO-SGD; evaluation =
+    // zero-shot test + dev at steps 0, 2, 4 + test, one batch each.
+    let mlm = find(r, "zo-sgd", "mlm", None);
+    assert_eq!(mlm["formulation"], "mlm-prompt");
+    assert_eq!(mlm["family"], "roberta");
+    assert_eq!(mlm["trainable_params"], mlm["total_params"]);
+    assert_eq!(mlm["forward_passes_per_step"], 2.0);
+    assert_eq!(mlm["total_forward_passes"], 8);
+    assert_eq!(mlm["eval_forward_passes"], 5);
+    assert!(mlm["zero_shot_acc"].as_f64().is_some());
+    assert_eq!(find(r, "zo-sgd", "mezo", None)["formulation"], "classifier");
+    let causal = find(g, "zo-sgd", "mezo", None);
+    assert_eq!(causal["formulation"], "causal-lm");
+    assert_eq!(causal["eval_forward_passes"], 5);
+    // ICL rows: nothing trained, dev and test evaluated once each (16 and 32 candidate rows fit
+    // one batch of 64), recorded beside the trained cell.
+    for k in [0, 2] {
+        let icl = find(g, "icl", "mezo", Some(k));
+        assert_eq!(icl["scheme"], "none");
+        assert_eq!(icl["formulation"], "causal-lm");
+        assert_eq!(icl["hparams"]["shots"], k);
+        assert_eq!(icl["steps"], 0);
+        assert_eq!(icl["estimator"], "none");
+        assert_eq!(icl["trainable_params"], 0);
+        assert_eq!(icl["total_forward_passes"], 0);
+        assert_eq!(icl["forward_passes_per_step"], 0.0);
+        assert_eq!(icl["eval_forward_passes"], 2);
+        assert_eq!(icl["best_step"], 0);
+        assert!(icl["zero_shot_acc"].is_null());
+        assert_eq!(icl["num_eval"], 16);
+    }
+    // Zero demonstrations = the zero-shot evaluation of the trained cell, bit for bit.
+    assert_eq!(
+        find(g, "icl", "mezo", Some(0))["test_acc"],
+        causal["zero_shot_acc"]
+    );
+    // The report shows the ICL rows with their shots, beside the trained rows.
+    let reports = out.with_extension("reports");
+    let agg = std::fs::read_to_string(reports.join("aggregate.md")).unwrap();
+    assert!(
+        agg.contains("shots=0") && agg.contains("shots=2") && agg.contains("icl"),
+        "{agg}"
+    );
+    let sel = std::fs::read_to_string(reports.join("dev_selected.md")).unwrap();
+    assert!(sel.contains("icl") && sel.contains("zo-sgd"), "{sel}");
+    let csv = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+    let header = csv.lines().next().unwrap();
+    assert!(
+        header.contains("formulation") && header.contains("icl_shots"),
+        "{header}"
+    );
+    assert!(csv.contains("mlm-prompt"), "{csv}");
+    // Resume: nothing runs again.
+    let o = sweep(&cfg, &out);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("5 already recorded"), "{}", text(&o));
+
+    // A model without an MLM head under template `mlm` fails its cell with the reason.
+    let body = GOOD.replace("[grid]\n", "[grid]\ntemplate = [\"mlm\"]\n");
+    let cfg = write_cfg(tmp.path(), &body);
+    let o = sweep(&cfg, &tmp.path().join("r-bert"));
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let rec = std::fs::read_to_string(tmp.path().join("r-bert/runs.jsonl")).unwrap();
+    assert!(
+        rec.contains("\"failed\"") && rec.contains("without one"),
+        "{rec}"
+    );
+}
+
+#[test]
+fn mlm_and_icl_config_errors_exit_2_with_the_fix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mlm = GOOD.replace("[grid]\n", "[grid]\ntemplate = [\"mlm\"]\n");
+    let icl = GOOD.replace(
+        r#"optimizer = ["zo-sgd"]"#,
+        r#"optimizer = ["zo-sgd", "icl"]"#,
+    );
+    let cases: &[(&str, String, &[&str])] = &[
+        (
+            "mlm on a multiple-choice task",
+            mlm.replace(r#"task = ["sst2"]"#, r#"task = ["sst2", "copa"]"#),
+            &[
+                "grid.template",
+                "`copa` has no `mlm` template",
+                "[[exclude]]",
+            ],
+        ),
+        (
+            "misspelt template",
+            mlm.replace("\"mlm\"", "\"mlmm\""),
+            &["grid.template", "did you mean `mlm`"],
+        ),
+        (
+            "misspelt icl",
+            GOOD.replace(r#"optimizer = ["zo-sgd"]"#, r#"optimizer = ["icll"]"#),
+            &["grid.optimizer", "did you mean `icl`"],
+        ),
+        (
+            "misspelt shots",
+            format!("{icl}[optimizer.icl]\nshot = [4]\n"),
+            &["optimizer.icl", "`shot`", "did you mean `shots`"],
+        ),
+        (
+            "negative shots",
+            format!("{icl}[optimizer.icl]\nshots = [-1]\n"),
+            &["optimizer.icl", "non-negative integers"],
+        ),
+        (
+            "icl per scheme",
+            format!("{icl}[optimizer.icl.scheme.ft]\nshots = [4]\n"),
+            &["optimizer.icl.scheme", "no scheme"],
+        ),
+    ];
+    for (what, body, needles) in cases {
+        let cfg = write_cfg(tmp.path(), body);
+        let o = sweep(&cfg, &tmp.path().join("r"));
+        assert_eq!(o.status.code(), Some(2), "{what}: {}", text(&o));
+        let t = text(&o);
+        assert!(t.contains("bad.toml"), "{what}: {t}");
+        for n in *needles {
+            assert!(t.contains(n), "{what}: expected `{n}` in: {t}");
+        }
+    }
+    // Excluding the combination makes the grid valid.
+    let ok = format!(
+        "{}[[exclude]]\ntask = \"copa\"\ntemplate = \"mlm\"\n",
+        mlm.replace(r#"task = ["sst2"]"#, r#"task = ["sst2", "copa"]"#)
+    );
+    let cfg = write_cfg(tmp.path(), &ok);
+    let o = zobench(&["validate", "--config", cfg.to_str().unwrap()], tmp.path());
+    assert!(o.status.success(), "{}", text(&o));
+}

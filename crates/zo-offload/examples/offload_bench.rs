@@ -102,7 +102,7 @@ fn main() {
     // Offloaded.
     let mut cfg = OffloadConfig::new(device.clone(), (weights as f64 * frac) as u64);
     cfg.transfer = transfer;
-    let mut off = match Offload::new(m.as_ref(), store, cfg) {
+    let mut off = match Offload::new(m.as_ref(), &store, cfg) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("{e}");
@@ -113,6 +113,7 @@ fn main() {
     for step in 0..=steps {
         let t0 = Instant::now();
         off.step(
+            &mut store,
             m.as_ref(),
             StepCtx { run_seed: 5, step },
             &hp,

@@ -12,7 +12,8 @@
 //! The update of a layer needs the projected gradient g = (ℓ₊ − ℓ₋)/(2μ), known only at the
 //! end of the step, so — as in ZO2 — it is deferred and applied on the host when the layer is
 //! next visited ([`Offload::step`]) or on [`Offload::flush`], which evaluation and saving
-//! must call first ([`Offload::params`] does).
+//! must call first (ZO2's evaluation skips the pending update; this runtime's callers never
+//! read parameters without flushing).
 //!
 //! **Exactness.** With [`Transfer::F32`] the host runs the very passes of the in-memory
 //! `zo-sgd` (through [`zo_optim::stream`]) and uploads the perturbed copies θ ± μz, so on the

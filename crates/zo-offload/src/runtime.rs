@@ -356,7 +356,8 @@ struct Pending {
 pub struct Offload {
     cfg: OffloadConfig,
     plan: Plan,
-    host: ParamStore,
+    /// Number of parameters of the host store the plan was made for.
+    n_params: usize,
     plus: ParamStore,
     minus: ParamStore,
     pending: Option<Pending>,
@@ -372,17 +373,18 @@ pub struct Offload {
 }
 
 impl Offload {
-    /// Takes the host parameters (any device; normally flex) and plans their placement.
+    /// Plans the placement of the host parameters `host` (any device; normally flex). The
+    /// runtime does not own them: every call that changes them takes the same store.
     ///
     /// # Errors
     /// See [`Plan::new`]; [`OffloadError::TransferDtype`] when the device cannot hold the
     /// transfer precision.
     pub fn new(
         model: &dyn LanguageModel,
-        host: ParamStore,
+        host: &ParamStore,
         cfg: OffloadConfig,
     ) -> Result<Self, OffloadError> {
-        let plan = Plan::new(model, &host, &cfg)?;
+        let plan = Plan::new(model, host, &cfg)?;
         if cfg.transfer != Transfer::F32 && !cfg.device.supports_dtype(cfg.transfer.dtype()) {
             let alt = [Transfer::Bf16, Transfer::F16]
                 .into_iter()
@@ -402,7 +404,7 @@ impl Offload {
         Ok(Self {
             cfg,
             plan,
-            host,
+            n_params: host.params().len(),
             plus,
             minus,
             pending: None,
@@ -434,26 +436,25 @@ impl Offload {
         self.pending.is_some() && self.owed.iter().any(|&o| o)
     }
 
-    /// Applies every deferred update on the host (ZO2 leaves the last one unapplied before
-    /// evaluation; this runtime never does when callers use [`params`](Self::params)).
-    pub fn flush(&mut self) {
+    /// Applies every deferred update to `host` (ZO2 leaves the last one unapplied before
+    /// evaluation): call it before evaluating, saving or reading the parameters.
+    ///
+    /// # Panics
+    /// If `host` is not the store the runtime was built for (another parameter count).
+    pub fn flush(&mut self, host: &mut ParamStore) {
+        self.check(host);
         for g in 0..self.owed.len() {
-            self.settle(g);
+            self.settle(host, g);
         }
         self.pending = None;
     }
 
-    /// The host parameters with every pending update applied: what evaluation and saving
-    /// must read.
-    pub fn params(&mut self) -> &ParamStore {
-        self.flush();
-        &self.host
-    }
-
-    /// Flushes and returns the host parameters.
-    pub fn into_params(mut self) -> ParamStore {
-        self.flush();
-        self.host
+    fn check(&self, host: &ParamStore) {
+        assert_eq!(
+            host.params().len(),
+            self.n_params,
+            "Offload: called with another parameter store than the one it was planned for"
+        );
     }
 
     fn group_ids(&self, group: usize) -> &[usize] {
@@ -465,7 +466,7 @@ impl Offload {
     }
 
     /// Applies the pending update to group `group` if it still owes it.
-    fn settle(&mut self, group: usize) {
+    fn settle(&mut self, host: &mut ParamStore, group: usize) {
         if !self.owed[group] {
             return;
         }
@@ -475,7 +476,7 @@ impl Offload {
             .group_ids(group)
             .iter()
             .copied()
-            .filter(|&i| self.host.param(i).trainable)
+            .filter(|&i| host.param(i).trainable)
             .collect();
         if ids.is_empty() {
             return;
@@ -487,7 +488,7 @@ impl Offload {
         } else {
             0.0
         };
-        stream::sgd_restore_update(&mut self.host, &ids, p.key, restore, p.g, p.lr, p.wd);
+        stream::sgd_restore_update(host, &ids, p.key, restore, p.g, p.lr, p.wd);
     }
 
     fn set(&mut self, plus_side: bool, id: usize, t: Tensor<1>) {
@@ -530,14 +531,14 @@ impl Offload {
     /// Uploads group `group` for step key `key`: settles its deferred update, then puts the
     /// two perturbed copies of each trainable tensor into the ± stores and each frozen tensor
     /// (once) into both.
-    fn visit(&mut self, group: usize, key: NoiseKey, mu: f32) {
-        self.settle(group);
+    fn visit(&mut self, host: &mut ParamStore, group: usize, key: NoiseKey, mu: f32) {
+        self.settle(host, group);
         let ids: Vec<usize> = self.group_ids(group).to_vec();
         let (train, frozen): (Vec<usize>, Vec<usize>) =
-            ids.iter().partition(|&&i| self.host.param(i).trainable);
+            ids.iter().partition(|&&i| host.param(i).trainable);
         if group != 0 || !self.frozen_resident_up {
             for &id in &frozen {
-                let v = self.host.values(id);
+                let v = host.values(id);
                 self.param_bytes += 4 * v.len() as u64;
                 let t = self.send(v);
                 self.set(true, id, t.clone());
@@ -554,7 +555,7 @@ impl Offload {
         // Drop the previous step's copies (resident set) before the new ones arrive.
         for &id in &train {
             if self.plus.params()[id].tensor.dims()[0] > 0 {
-                self.param_bytes -= 8 * self.host.param(id).numel() as u64;
+                self.param_bytes -= 8 * host.param(id).numel() as u64;
             }
             let e = self.placeholder();
             self.set(true, id, e.clone());
@@ -564,15 +565,15 @@ impl Offload {
             Transfer::F32 => {
                 // The in-memory passes, on this block: θ + μz, then θ − μz (left on the host
                 // until the update).
-                stream::perturb_ids(&mut self.host, &train, key, mu);
+                stream::perturb_ids(host, &train, key, mu);
                 for &id in &train {
-                    let v = self.host.values(id);
+                    let v = host.values(id);
                     let t = self.send(v);
                     self.set(true, id, t);
                 }
-                stream::perturb_ids(&mut self.host, &train, key, -2.0 * mu);
+                stream::perturb_ids(host, &train, key, -2.0 * mu);
                 for &id in &train {
-                    let v = self.host.values(id);
+                    let v = host.values(id);
                     let t = self.send(v);
                     self.set(false, id, t);
                 }
@@ -580,10 +581,10 @@ impl Offload {
             Transfer::Bf16 | Transfer::F16 => {
                 for &id in &train {
                     let (name, n) = {
-                        let p = self.host.param(id);
+                        let p = host.param(id);
                         (p.name.clone(), p.numel())
                     };
-                    let theta = self.send(self.host.values(id));
+                    let theta = self.send(host.values(id));
                     let z = self.send(gaussian_vec(key, &name, n, 1.0)).mul_scalar(mu);
                     self.set(true, id, theta.clone() + z.clone());
                     self.set(false, id, theta - z);
@@ -591,17 +592,17 @@ impl Offload {
             }
         }
         for &id in &train {
-            self.param_bytes += 8 * self.host.param(id).numel() as u64;
+            self.param_bytes += 8 * host.param(id).numel() as u64;
         }
         self.sample();
     }
 
     /// Replaces layer `l`'s tensors in both stores by placeholders.
-    fn release(&mut self, l: usize) {
+    fn release(&mut self, host: &ParamStore, l: usize) {
         let ids = self.plan.layers[l].clone();
         for id in ids {
-            let n = self.host.param(id).numel() as u64;
-            self.param_bytes -= if self.host.param(id).trainable {
+            let n = host.param(id).numel() as u64;
+            self.param_bytes -= if host.param(id).trainable {
                 8 * n
             } else {
                 4 * n
@@ -630,6 +631,7 @@ impl Offload {
     /// One ZO-SGD step (MeZO Algorithm 1, q = 1, two-sided, Gaussian z) with the layers
     /// streamed through the device.
     ///
+    /// `host` is the store given to [`Offload::new`]; it holds the master parameters.
     /// `input` may live on any device (it is moved to the runtime's). `loss` maps a device
     /// store (the θ + μz or θ − μz stream) and the final hidden states `[B, T, H]` of that
     /// stream to the scalar mini-batch loss `[1]` (nats), e.g. cross-entropy over candidate
@@ -641,6 +643,7 @@ impl Offload {
     /// finite (the host parameters are then restored to θ and no update is pending).
     pub fn step(
         &mut self,
+        host: &mut ParamStore,
         model: &dyn LanguageModel,
         ctx: StepCtx,
         hp: &ZoSgd,
@@ -653,6 +656,7 @@ impl Offload {
                 hp.q
             )));
         }
+        self.check(host);
         let up0 = self.stats.bytes_uploaded;
         let dev = self.cfg.device.clone();
         let input = ModelInput {
@@ -665,16 +669,16 @@ impl Offload {
         let n_layers = self.plan.layers.len();
         let ring = self.plan.ring;
 
-        self.visit(0, key, mu);
+        self.visit(host, 0, key, mu);
         let (mut xp, sctx) = model.stage_begin(&self.plus, &input);
         let (mut xm, _) = model.stage_begin(&self.minus, &input);
         for l in 0..ring.min(n_layers) {
-            self.visit(l + 1, key, mu);
+            self.visit(host, l + 1, key, mu);
             self.loaded[l] = true;
         }
         for l in 0..n_layers {
             if !self.loaded[l] {
-                self.visit(l + 1, key, mu);
+                self.visit(host, l + 1, key, mu);
                 self.loaded[l] = true;
             }
             // Issue both streams through layer l (asynchronous on GPU backends) …
@@ -683,10 +687,10 @@ impl Offload {
             self.sample();
             // … prepare and upload the next layer meanwhile, then let layer l go.
             if ring > 1 && l + 1 < n_layers && !self.loaded[l + 1] {
-                self.visit(l + 2, key, mu);
+                self.visit(host, l + 2, key, mu);
                 self.loaded[l + 1] = true;
             }
-            self.release(l);
+            self.release(host, l);
         }
         let hp_ = model.stage_end(&self.plus, &sctx, xp);
         let lp_t = loss(&self.plus, hp_);
@@ -707,10 +711,10 @@ impl Offload {
         if !(lp.is_finite() && lm.is_finite() && g.is_finite()) {
             // Undo the perturbation: every trainable host tensor holds θ − μz (f32 transfer).
             if self.cfg.transfer == Transfer::F32 {
-                let train: Vec<usize> = (0..self.host.params().len())
-                    .filter(|&i| self.host.param(i).trainable)
+                let train: Vec<usize> = (0..host.params().len())
+                    .filter(|&i| host.param(i).trainable)
                     .collect();
-                stream::perturb_ids(&mut self.host, &train, key, mu);
+                stream::perturb_ids(host, &train, key, mu);
             }
             self.pending = None;
             self.owed.iter_mut().for_each(|o| *o = false);

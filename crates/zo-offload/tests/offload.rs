@@ -99,17 +99,18 @@ fn in_memory(
 
 fn offloaded(
     m: &dyn LanguageModel,
-    store: ParamStore,
+    mut store: ParamStore,
     cfg: OffloadConfig,
     h: &ZoSgd,
     steps: u64,
-) -> (Vec<(f32, f32)>, Offload) {
-    let mut off = Offload::new(m, store, cfg).unwrap();
+) -> (Vec<(f32, f32)>, Offload, ParamStore) {
+    let mut off = Offload::new(m, &store, cfg).unwrap();
     let (inp, targets) = input(m, &Device::flex());
     let mut out = Vec::new();
     for step in 1..=steps {
         let r = off
             .step(
+                &mut store,
                 m,
                 StepCtx { run_seed: 11, step },
                 h,
@@ -119,7 +120,7 @@ fn offloaded(
             .unwrap();
         out.push((r.loss_plus, r.loss_minus));
     }
-    (out, off)
+    (out, off, store)
 }
 
 fn bits(s: &ParamStore) -> Vec<Vec<u32>> {
@@ -157,7 +158,8 @@ fn f32_offload_equals_in_memory_zo_sgd_bitwise_on_every_family() {
                 let budget = budget_for(m.as_ref(), &store, ring);
                 let mut cfg = OffloadConfig::new(Device::flex(), budget);
                 cfg.max_ring = 2;
-                let (losses, mut off) = offloaded(m.as_ref(), store.detached(), cfg, &h, 3);
+                let (losses, mut off, mut host) =
+                    offloaded(m.as_ref(), store.detached(), cfg, &h, 3);
                 assert_eq!(off.plan().ring as u64, ring, "{dir:?}: ring from the budget");
                 let what = format!("{} {} ring {ring}", dir.display(), scheme.name());
                 assert_eq!(losses, ref_losses, "{what}: losses differ");
@@ -165,11 +167,12 @@ fn f32_offload_equals_in_memory_zo_sgd_bitwise_on_every_family() {
                 let stats = off.stats().clone();
                 assert!(stats.peak_param_bytes <= budget, "{what}: {stats:?} over {budget}");
                 assert!(stats.peak_param_bytes > 0);
-                let params = off.params().detached();
+                off.flush(&mut host);
                 assert!(!off.has_pending_update());
-                assert_eq!(bits(&params), bits(&ref_store), "{what}: parameters differ");
+                assert_eq!(bits(&host), bits(&ref_store), "{what}: parameters differ");
                 // Flushing twice applies nothing more.
-                assert_eq!(bits(off.params()), bits(&ref_store));
+                off.flush(&mut host);
+                assert_eq!(bits(&host), bits(&ref_store));
             }
         }
     }
@@ -182,7 +185,7 @@ fn bytes_moved_per_step_match_the_plan() {
     let meta = store.detached();
     let budget = budget_for(m.as_ref(), &store, 2);
     let cfg = OffloadConfig::new(Device::flex(), budget);
-    let (_, off) = offloaded(m.as_ref(), store, cfg, &hp(1e-2, 0.0), 2);
+    let (_, off, _) = offloaded(m.as_ref(), store, cfg, &hp(1e-2, 0.0), 2);
     let plan = off.plan().clone();
     let frozen_resident: u64 = plan
         .resident
@@ -224,13 +227,15 @@ fn budgets_that_cannot_work_are_clear_errors() {
     let cfg = OffloadConfig::new(Device::flex(), full.resident_bytes + layer + layer / 2);
     assert_eq!(Plan::new(m.as_ref(), &store, &cfg).unwrap().ring, 1);
     // q > 1 is refused by name.
-    let mut off = Offload::new(m.as_ref(), store, OffloadConfig::new(Device::flex(), u64::MAX))
+    let mut store = store;
+    let mut off = Offload::new(m.as_ref(), &store, OffloadConfig::new(Device::flex(), u64::MAX))
         .unwrap();
     let (inp, t) = input(m.as_ref(), &Device::flex());
     let mut h = hp(1e-2, 0.0);
     h.q = 2;
     let e = off
         .step(
+            &mut store,
             m.as_ref(),
             StepCtx {
                 run_seed: 1,
@@ -251,13 +256,14 @@ fn a_diverged_step_restores_theta_and_leaves_no_pending_update() {
         .into_iter()
         .find(|d| d.ends_with("gpt2-tiny"))
         .unwrap();
-    let (m, store) = load(&dir, &Scheme::Ft);
+    let (m, mut store) = load(&dir, &Scheme::Ft);
     let before = bits(&store);
     let mut off =
-        Offload::new(m.as_ref(), store, OffloadConfig::new(Device::flex(), u64::MAX)).unwrap();
+        Offload::new(m.as_ref(), &store, OffloadConfig::new(Device::flex(), u64::MAX)).unwrap();
     let (inp, _) = input(m.as_ref(), &Device::flex());
     let e = off
         .step(
+            &mut store,
             m.as_ref(),
             StepCtx {
                 run_seed: 3,
@@ -270,7 +276,8 @@ fn a_diverged_step_restores_theta_and_leaves_no_pending_update() {
         .unwrap_err();
     assert!(matches!(e, OffloadError::Diverged { step: 1, .. }), "{e}");
     assert!(!off.has_pending_update());
-    let after = off.params().detached();
+    off.flush(&mut store);
+    let after = store;
     // θ + μz − 2μz + μz is θ up to f32 rounding of each pass.
     let b: Vec<f32> = before.iter().flatten().map(|&x| f32::from_bits(x)).collect();
     let a: Vec<f32> = bits(&after)
@@ -312,7 +319,7 @@ mod wgpu {
             // a generous 1 MiB for these 2 × 9-token batches. Less than holding every layer.
             let budget = plan.resident_bytes + 2 * layer + (1 << 20);
             let cfg = OffloadConfig::new(dev.clone(), budget);
-            let (losses, mut off) = offloaded(m.as_ref(), store.detached(), cfg, &h, 3);
+            let (losses, mut off, mut host) = offloaded(m.as_ref(), store.detached(), cfg, &h, 3);
             for ((lp, lm), (rp, rm)) in losses.iter().zip(&ref_losses) {
                 assert!((lp - rp).abs() <= 1e-4 * rp.abs().max(1.0), "{name}: {lp} vs {rp}");
                 assert!((lm - rm).abs() <= 1e-4 * rm.abs().max(1.0), "{name}: {lm} vs {rm}");
@@ -333,7 +340,8 @@ mod wgpu {
                 .map(|((lp, lm), (rp, rm))| ((lp - lm) - (rp - rm)).abs() / (2.0 * h.mu as f32))
                 .sum();
             let bound = h.lr as f32 * dg * 6.5 + 1e-6;
-            let d = max_abs_diff(off.params(), &ref_store);
+            off.flush(&mut host);
+            let d = max_abs_diff(&host, &ref_store);
             eprintln!("{name}: Σ|Δg| = {dg:e}, max |Δθ| = {d:e} (bound {bound:e}); {st:?}");
             assert!(d <= bound, "{name}: parameters differ by {d} > {bound}");
         }
@@ -352,14 +360,14 @@ mod wgpu {
         for t in [Transfer::Bf16, Transfer::F16] {
             let mut cfg = OffloadConfig::new(dev.clone(), u64::MAX);
             cfg.transfer = t;
-            match Offload::new(m.as_ref(), store.detached(), cfg.clone()) {
+            match Offload::new(m.as_ref(), &store, cfg.clone()) {
                 Err(e) => {
                     eprintln!("{t:?} refused on this device: {e}");
                     assert!(matches!(e, OffloadError::TransferDtype { .. }), "{e}");
                     assert!(e.to_string().contains("transfer = \"f32\""), "{e}");
                 }
                 Ok(_) => {
-                    let (losses, off) = offloaded(m.as_ref(), store.detached(), cfg, &h, 2);
+                    let (losses, off, _) = offloaded(m.as_ref(), store.detached(), cfg, &h, 2);
                     // Half the bytes of the f32 transfer for the same step.
                     let f32_plan = Plan::new(
                         m.as_ref(),

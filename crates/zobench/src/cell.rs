@@ -234,6 +234,46 @@ impl Formulation {
         }
     }
 
+    /// The causal LM of a causal-LM formulation (the offload runtime streams it).
+    fn causal_model(&self) -> Option<&dyn zo_models::LanguageModel> {
+        match &self.inner {
+            Inner::Causal { model, .. } => Some(model.as_ref()),
+            _ => None,
+        }
+    }
+
+    /// The model input of the training loss of `batch` (causal LM only).
+    fn train_input(&self, batch: &[usize], device: &Device) -> Option<zo_models::ModelInput> {
+        match &self.inner {
+            Inner::Causal {
+                splits, loss, pad, ..
+            } => {
+                let ex: Vec<&TokExample> = batch.iter().map(|&i| &splits[0].examples[i]).collect();
+                Some(lm::loss_input(&ex, *loss, *pad, device))
+            }
+            _ => None,
+        }
+    }
+
+    /// The training loss of `batch` computed by `model` (a causal LM; the offload runtime
+    /// passes one that returns its streamed hidden states).
+    fn loss_with(
+        &self,
+        model: &dyn zo_models::LanguageModel,
+        ps: &ParamStore,
+        batch: &[usize],
+    ) -> Tensor<1> {
+        match &self.inner {
+            Inner::Causal {
+                splits, loss, pad, ..
+            } => {
+                let ex: Vec<&TokExample> = batch.iter().map(|&i| &splits[0].examples[i]).collect();
+                lm::loss(model, ps, &ex, *loss, *pad)
+            }
+            _ => unreachable!("offload cells are causal-LM cells (checked when they start)"),
+        }
+    }
+
     /// Predictions on a split, `bs` examples (encoder, MLM) or candidate rows (causal) at a
     /// time; counts the forward passes.
     fn predict(&self, ps: &ParamStore, which: Split, bs: usize) -> Vec<usize> {
@@ -390,6 +430,8 @@ pub fn failed_record(
         template: Some(spec.template.clone()),
         formulation: None,
         icl_shots: icl_shots(spec).ok().flatten(),
+        runtime: (spec.runtime != "memory").then(|| spec.runtime.clone()),
+        offload: None,
         eval_forward_passes: None,
         metric: None,
         test_metrics: BTreeMap::new(),
@@ -731,6 +773,84 @@ fn icl_record(
     Ok(rec)
 }
 
+/// The ZO2-style runtime of an offloaded cell (`runtime = "offload"`): a causal LM, its
+/// layers streamed to `[offload].device` under the budget.
+fn offload_runtime(
+    spec: &CellSpec,
+    f: &Formulation,
+    store: &ParamStore,
+) -> anyhow::Result<zo_offload::Offload> {
+    let o = spec.offload.clone().unwrap_or_default();
+    let model = f.causal_model().ok_or_else(|| {
+        UserError::new(format!(
+            "runtime = \"offload\" streams the layers of a causal LM; `{}` is scored as `{}` (an [[exclude]] rule with runtime = \"offload\" cannot be written yet: give this model its own config)",
+            spec.model,
+            f.name()
+        ))
+    })?;
+    let device = zo_offload::parse_device(&o.device).map_err(|e| UserError::new(e.to_string()))?;
+    let mut cfg = zo_offload::OffloadConfig::new(
+        device,
+        crate::config::offload_budget(&o, store.bytes()),
+    );
+    cfg.transfer =
+        zo_offload::Transfer::parse(&o.transfer).map_err(|e| UserError::new(e.to_string()))?;
+    let off = zo_offload::Offload::new(model, store, cfg)
+        .map_err(|e| UserError::new(format!("{}: {e}", spec.model)))?;
+    tracing::info!(
+        device = o.device,
+        budget = off.plan().budget_bytes,
+        ring = off.plan().ring,
+        bytes_per_step = off.plan().bytes_per_step,
+        "offload runtime"
+    );
+    Ok(off)
+}
+
+/// One offloaded ZO-SGD step on `batch`, reported like the in-memory optimizer's.
+fn offload_step(
+    off: &mut zo_offload::Offload,
+    spec: &CellSpec,
+    f: &Formulation,
+    store: &mut ParamStore,
+    batch: &[usize],
+    ctx: StepCtx,
+) -> anyhow::Result<Result<zo_optim::StepReport, StepError>> {
+    let model = f.causal_model().expect("checked by offload_runtime");
+    let hp = zo_optim::ZoSgd {
+        lr: spec.hp_f64("lr").unwrap_or(1e-3),
+        mu: spec.hp_f64("mu").unwrap_or(1e-3),
+        q: 1,
+        weight_decay: spec.hp_f64("weight_decay").unwrap_or(0.0),
+    };
+    let input = f
+        .train_input(batch, store.device())
+        .expect("causal formulation");
+    let r = off.step(store, model, ctx, &hp, &input, &mut |ps, hidden| {
+        f.loss_with(&zo_offload::WithHidden::new(model, hidden), ps, batch)
+    });
+    Ok(match r {
+        Ok(r) => Ok(zo_optim::StepReport {
+            loss: r.loss(),
+            loss_plus: vec![r.loss_plus],
+            loss_minus: vec![r.loss_minus],
+            projected_grad: vec![r.projected_grad],
+            forward_passes: r.forward_passes,
+            ..Default::default()
+        }),
+        Err(zo_offload::OffloadError::Diverged {
+            step,
+            loss_plus,
+            loss_minus,
+        }) => Err(StepError::Diverged {
+            step,
+            loss_plus,
+            loss_minus,
+        }),
+        Err(e) => return Err(UserError::new(format!("{}: {e}", spec.model)).into()),
+    })
+}
+
 /// Runs one cell and returns its record; the loss curve is written to `curve_path`
 /// (one [`CurvePoint`] a line, flushed as it goes).
 ///
@@ -772,6 +892,10 @@ pub fn run_cell(spec: &CellSpec, run_id: &str, curve_path: &Path) -> anyhow::Res
     opt.validate(&store)
         .map_err(|e| UserError::new(format!("{}: {e}", spec.optimizer)))?;
     let declared_fpps = opt.forward_passes_per_step(&store);
+    let mut offload = match spec.runtime.as_str() {
+        "offload" => Some(offload_runtime(spec, &f, &store)?),
+        _ => None,
+    };
     tracing::info!(
         run_id,
         train = f.len(Split::Train),
@@ -843,7 +967,11 @@ pub fn run_cell(spec: &CellSpec, run_id: &str, curve_path: &Path) -> anyhow::Res
             run_seed: spec.seed,
             step: step as u64,
         };
-        let rep = match opt.step(&mut store, ctx, &mut obj) {
+        let stepped = match offload.as_mut() {
+            None => opt.step(&mut store, ctx, &mut obj),
+            Some(off) => offload_step(off, spec, &f, &mut store, &batch, ctx)?,
+        };
+        let rep = match stepped {
             Ok(r) => r,
             Err(StepError::Diverged {
                 loss_plus,
@@ -899,6 +1027,10 @@ pub fn run_cell(spec: &CellSpec, run_id: &str, curve_path: &Path) -> anyhow::Res
             break;
         }
         if step % spec.eval_every == 0 || step == spec.steps {
+            // The offload runtime defers each step's update: apply it before reading θ.
+            if let Some(off) = offload.as_mut() {
+                off.flush(&mut store);
+            }
             let acc =
                 evaluate(&f, &store.detached(), &splits, task, Split::Dev, ebs)?.primary_value();
             point.dev_acc = Some(acc);
@@ -919,6 +1051,9 @@ pub fn run_cell(spec: &CellSpec, run_id: &str, curve_path: &Path) -> anyhow::Res
         }
     }
     curve_file.flush()?;
+    if let Some(off) = offload.as_mut() {
+        off.flush(&mut store);
+    }
     let trainable = store.num_trainable() as u64;
     if best_dev_mode {
         // Test metrics of the parameters that were best on dev.
@@ -952,6 +1087,22 @@ pub fn run_cell(spec: &CellSpec, run_id: &str, curve_path: &Path) -> anyhow::Res
     rec.family = Some(family);
     rec.formulation = Some(f.name().to_string());
     rec.eval_forward_passes = Some(f.eval_forward_passes());
+    if let Some(off) = &offload {
+        let (plan, st) = (off.plan(), off.stats());
+        rec.offload = Some(serde_json::json!({
+            "device": spec.offload.clone().unwrap_or_default().device,
+            "transfer": off.config().transfer.name(),
+            "budget_bytes": plan.budget_bytes,
+            "ring": plan.ring,
+            "resident_bytes": plan.resident_bytes,
+            "bytes_per_step": plan.bytes_per_step,
+            "bytes_uploaded": st.bytes_uploaded,
+            "peak_param_bytes": st.peak_param_bytes,
+            "peak_device_bytes": st.peak_device_bytes,
+            "peak_device_reserved": st.peak_device_reserved,
+            "weights_bytes": store.bytes(),
+        }));
+    }
     rec.metric = Some(test.primary.to_string());
     rec.test_metrics = to_map(&test);
     rec.zero_shot_metrics = to_map(&zero_shot);

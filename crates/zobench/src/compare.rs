@@ -118,7 +118,7 @@ fn group_key(r: &RunRecord) -> String {
         r.model,
         r.task,
         r.scheme,
-        r.optimizer,
+        crate::report::stats::optimizer_label(r),
         serde_json::to_string(&r.hparams).unwrap_or_default(),
         r.steps,
         r.batch_size

@@ -128,6 +128,87 @@ pub struct SweepConfig {
     /// Hyper-parameter search.
     #[serde(default)]
     pub search: Search,
+    /// Settings of `runtime = "offload"` cells.
+    #[serde(default)]
+    pub offload: OffloadSettings,
+}
+
+/// Runtimes a cell can train with: `memory` (every parameter in memory, the optimizer of
+/// zo-optim) or `offload` (zo-offload's ZO2-style runtime: layers streamed to a device).
+pub const RUNTIMES: &[&str] = &["memory", "offload"];
+
+/// `[offload]`: where and under which budget `runtime = "offload"` cells train.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OffloadSettings {
+    /// Device the layers compute on: `wgpu` (default), `flex` or `cuda[:N]`.
+    #[serde(default = "d_offload_device")]
+    pub device: String,
+    /// Device budget for parameters as a fraction of the model's f32 parameter bytes
+    /// (default 0.5); ignored when `budget` is given.
+    #[serde(default = "d_budget_fraction")]
+    pub budget_fraction: f64,
+    /// Device budget: bytes, or a string with a KiB / MiB / GiB suffix (`"256MiB"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<toml::Value>,
+    /// Host → device precision: `f32` (exact), `f16`, `bf16`.
+    #[serde(default = "d_transfer")]
+    pub transfer: String,
+}
+
+fn d_offload_device() -> String {
+    "wgpu".into()
+}
+fn d_budget_fraction() -> f64 {
+    0.5
+}
+fn d_transfer() -> String {
+    "f32".into()
+}
+
+impl Default for OffloadSettings {
+    fn default() -> Self {
+        Self {
+            device: d_offload_device(),
+            budget_fraction: d_budget_fraction(),
+            budget: None,
+            transfer: d_transfer(),
+        }
+    }
+}
+
+/// Parses a byte count: an integer, or a string `N`, `NKiB`, `NMiB`, `NGiB` (also `KB`,
+/// `MB`, `GB` as powers of 1000).
+pub fn parse_bytes(v: &toml::Value) -> Option<u64> {
+    if let Some(i) = v.as_integer() {
+        return u64::try_from(i).ok().filter(|&b| b > 0);
+    }
+    let s = v.as_str()?.trim();
+    let split = s
+        .find(|c: char| c.is_ascii_alphabetic())
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let x: f64 = num.trim().parse().ok()?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        _ => return None,
+    };
+    let b = x * mult;
+    (b.is_finite() && b >= 1.0).then_some(b as u64)
+}
+
+/// The device budget of an offloaded cell with model parameter bytes `weights`.
+pub fn offload_budget(o: &OffloadSettings, weights: u64) -> u64 {
+    o.budget
+        .as_ref()
+        .and_then(parse_bytes)
+        .unwrap_or((weights as f64 * o.budget_fraction) as u64)
 }
 
 /// `[search]`: how hyper-parameter settings are chosen per (model, task, scheme, optimizer).
@@ -176,6 +257,14 @@ pub struct Grid {
     pub template: Vec<String>,
     /// Training seeds.
     pub seed: Vec<u64>,
+    /// Runtimes (`memory`, `offload`; default `["memory"]`). `offload` applies to `zo-sgd`
+    /// cells only (the runtime's one optimizer); other optimizers get no offload cell.
+    #[serde(default = "d_runtimes")]
+    pub runtime: Vec<String>,
+}
+
+fn d_runtimes() -> Vec<String> {
+    vec!["memory".into()]
 }
 
 fn d_templates() -> Vec<String> {
@@ -335,6 +424,19 @@ pub struct CellSpec {
     pub data_dir: PathBuf,
     /// [`data_fingerprint`] of the task's files (part of the run id).
     pub data_sha256: String,
+    /// `memory` or `offload` (left out of the JSON, and so of the run id, when `memory`).
+    #[serde(default = "d_runtime", skip_serializing_if = "is_memory")]
+    pub runtime: String,
+    /// The `[offload]` settings of an offloaded cell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offload: Option<OffloadSettings>,
+}
+
+fn d_runtime() -> String {
+    "memory".into()
+}
+fn is_memory(s: &String) -> bool {
+    s == "memory"
 }
 
 impl CellSpec {
@@ -363,8 +465,13 @@ impl CellSpec {
             Some(k) if self.optimizer == ICL => format!(" shots={k}"),
             _ => String::new(),
         };
+        let rt = if self.runtime == "memory" {
+            String::new()
+        } else {
+            format!(" [{}]", self.runtime)
+        };
         format!(
-            "{}/{}/{}/{}{lr}{shots} seed={}",
+            "{}/{}/{}/{}{rt}{lr}{shots} seed={}",
             self.model, self.task, self.scheme, self.optimizer, self.seed
         )
     }
@@ -580,6 +687,61 @@ impl SweepConfig {
             }
         }
         check_values(file, "grid.template", &g.template, &all_templates)?;
+        check_values(file, "grid.runtime", &g.runtime, RUNTIMES)?;
+        if g.runtime.iter().any(|r| r == "offload") {
+            let o = &self.offload;
+            zo_offload::parse_device(&o.device)
+                .map_err(|e| UserError::new(format!("{}: `offload.device`: {e}", file.display())))?;
+            zo_offload::Transfer::parse(&o.transfer).map_err(|_| {
+                UserError::new(format!(
+                    "{}: `offload.transfer` = `{}`{}; valid: f32, f16, bf16",
+                    file.display(),
+                    o.transfer,
+                    did_you_mean(&o.transfer, &["f32", "f16", "bf16"])
+                ))
+            })?;
+            if !(o.budget_fraction.is_finite() && o.budget_fraction > 0.0) {
+                return err(format!(
+                    "`offload.budget_fraction` must be a positive number, got {}",
+                    o.budget_fraction
+                ));
+            }
+            if let Some(b) = &o.budget {
+                if parse_bytes(b).is_none() {
+                    return err(format!(
+                        "`offload.budget` = {b} is not a byte count (an integer, or a string such as \"256MiB\" or \"2GiB\")"
+                    ));
+                }
+            }
+            if !g.optimizer.iter().any(|o| o == "zo-sgd") {
+                return err(
+                    "`grid.runtime` has \"offload\" but `grid.optimizer` has no `zo-sgd`, the offload runtime's optimizer".into(),
+                );
+            }
+            // The offload step is MeZO's: q = 1, two-sided, Gaussian, no selection.
+            if let Some(axes) = self.optimizer.get("zo-sgd") {
+                for (table, sub) in std::iter::once(("optimizer.zo-sgd".to_string(), axes)).chain(
+                    axes.scheme
+                        .iter()
+                        .map(|(k, v)| (format!("optimizer.zo-sgd.scheme.{k}"), v)),
+                ) {
+                    for (k, v) in &sub.axes {
+                        let ok = match k.as_str() {
+                            "lr" | "mu" | "weight_decay" | "steps" => true,
+                            "q" => as_list(v).iter().all(|x| x.as_u64() == Some(1)),
+                            "estimator" => as_list(v).iter().all(|x| x.as_str() == Some("two-sided")),
+                            "direction" => as_list(v).iter().all(|x| x.as_str() == Some("gaussian")),
+                            _ => false,
+                        };
+                        if !ok {
+                            return err(format!(
+                                "`[{table}]` `{k}` = {v}: runtime = \"offload\" runs MeZO's ZO-SGD step (q = 1, two-sided, Gaussian directions, no sparsity / block-wise / hybrid selection); drop `{k}` or the offload runtime"
+                            ));
+                        }
+                    }
+                }
+            }
+        }
         if g.seed.is_empty() {
             return err("`grid.seed` is empty".into());
         }
@@ -866,6 +1028,7 @@ impl SweepConfig {
     /// per combination are drawn (the same settings for every seed).
     pub fn expand(&self) -> Vec<CellSpec> {
         let s = &self.settings;
+        let g_runtimes = &self.grid.runtime;
         let mut cells = Vec::new();
         let mut fingerprints: BTreeMap<String, String> = BTreeMap::new();
         for (combo, seeds) in self.combinations() {
@@ -933,8 +1096,13 @@ impl SweepConfig {
                         .collect()
                 })
                 .unwrap_or_default();
+            let runtimes: Vec<&String> = g_runtimes
+                .iter()
+                .filter(|r| r.as_str() == "memory" || opt == "zo-sgd")
+                .collect();
             for &steps in &steps_axis {
                 for hp in &settings {
+                    for runtime in &runtimes {
                     for &seed in &seeds {
                         cells.push(CellSpec {
                             sweep: self.name.clone(),
@@ -964,7 +1132,10 @@ impl SweepConfig {
                             timeout_s: s.timeout_s,
                             data_dir: s.data_dir.clone(),
                             data_sha256: fp.clone(),
+                            runtime: (*runtime).clone(),
+                            offload: (runtime.as_str() == "offload").then(|| self.offload.clone()),
                         });
+                    }
                     }
                 }
             }

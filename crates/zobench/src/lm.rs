@@ -178,6 +178,18 @@ fn scores(
     sums * Tensor::<1>::from_data(TensorData::new(inv, [n]), ps.device())
 }
 
+/// The model input [`loss`] builds for `batch` (the gold rows for `GoldLm`, every candidate
+/// row for `CandidateCe`, padded the same way): the offload runtime runs the model on it and
+/// hands the hidden states back to [`loss`] through `zo_offload::WithHidden`.
+pub fn loss_input(batch: &[&TokExample], kind: LossKind, pad: i64, device: &Device) -> ModelInput {
+    let owned: Vec<Vec<i64>> = match kind {
+        LossKind::GoldLm => batch.iter().map(|e| e.rows[e.gold].clone()).collect(),
+        LossKind::CandidateCe => batch.iter().flat_map(|e| e.rows.iter().cloned()).collect(),
+    };
+    let b = EncodedBatch::from_rows(&owned, pad);
+    ModelInput::from_host(&b.input_ids, &b.attention_mask, b.rows, b.cols, device)
+}
+
 /// Training loss of a batch (nats), differentiable on an autodiff store.
 pub fn loss(
     model: &dyn LanguageModel,

@@ -58,6 +58,17 @@ pub struct RunRecord {
     /// loading.
     #[serde(default)]
     pub formulation: Option<String>,
+    /// `offload` when the cell trained with zo-offload's runtime (layers streamed to a
+    /// device); absent for the in-memory runtime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
+    /// What the offload runtime measured (absent for in-memory cells): `device`, `transfer`,
+    /// `budget_bytes`, `ring` (layers on the device at once), `resident_bytes`,
+    /// `bytes_per_step` (host → device), `bytes_uploaded`, `peak_param_bytes` (the runtime's
+    /// own tally), `peak_device_bytes` / `peak_device_reserved` (the backend's accounting,
+    /// `null` on flex), `weights_bytes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offload: Option<serde_json::Value>,
     /// In-context demonstrations per prompt of an ICL row (optimizer `icl`); `null` for
     /// trained cells.
     #[serde(default)]

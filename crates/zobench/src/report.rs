@@ -26,7 +26,7 @@
 
 mod document;
 pub mod plots;
-mod stats;
+pub(crate) mod stats;
 
 pub use stats::{
     Group, Selection, Stat, aggregate, aggregate_frame, aggregate_markdown, first_line,
@@ -147,7 +147,7 @@ pub fn summary_frame(runs: &[RunRecord]) -> Result<DataFrame> {
         Column::new("model".into(), s(&|r| r.model.clone())),
         Column::new("task".into(), s(&|r| r.task.clone())),
         Column::new("scheme".into(), s(&|r| r.scheme.clone())),
-        Column::new("optimizer".into(), s(&|r| r.optimizer.clone())),
+        Column::new("optimizer".into(), s(&|r| stats::optimizer_label(r))),
         Column::new("lr".into(), of(&|r| hp(r, "lr"))),
         Column::new("mu".into(), of(&|r| hp(r, "mu"))),
         Column::new(
@@ -576,6 +576,8 @@ mod tests {
             template: Some("mezo".into()),
             formulation: Some("classifier".into()),
             icl_shots: None,
+            runtime: None,
+            offload: None,
             eval_forward_passes: Some(4),
             metric: Some("acc".into()),
             test_metrics: BTreeMap::new(),

@@ -825,3 +825,124 @@ fn mlm_and_icl_config_errors_exit_2_with_the_fix() {
     let o = zobench(&["validate", "--config", cfg.to_str().unwrap()], tmp.path());
     assert!(o.status.success(), "{}", text(&o));
 }
+
+/// `runtime = ["memory", "offload"]` on a causal LM: the offloaded zo-sgd cell (layers
+/// streamed to a second flex store, one layer on the "device" at a time) gives the same
+/// losses, dev and test scores as the in-memory cell — the runtime is exact in f32 — and
+/// records its device plan and peaks; the report keeps the two runtimes apart.
+#[test]
+fn offload_runtime_cells_equal_the_in_memory_cells_and_record_the_device() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, gpt2) = tiny_text_models(tmp.path());
+    let g = gpt2.to_str().unwrap();
+    let body = format!(
+        r#"name = "offload"
+[grid]
+model = ["{g}"]
+task = ["sst2"]
+scheme = ["ft", "lora"]
+optimizer = ["zo-sgd", "fo-sgd"]
+runtime = ["memory", "offload"]
+seed = [0]
+[settings]
+steps = 4
+batch_size = 4
+eval_every = 2
+num_train = 16
+num_dev = 8
+num_eval = 16
+max_length = 48
+threads = 1
+[optimizer.zo-sgd]
+lr = [1e-2]
+mu = [1e-3]
+weight_decay = [0.01]
+[optimizer.fo-sgd]
+lr = [1e-2]
+[offload]
+device = "flex"
+budget_fraction = 1.5
+"#
+    );
+    let cfg = tmp.path().join("offload.toml");
+    std::fs::write(&cfg, body).unwrap();
+    let out = tmp.path().join("results");
+    let o = sweep(&cfg, &out);
+    assert!(o.status.success(), "{}", text(&o));
+    let runs = std::fs::read_to_string(out.join("runs.jsonl")).unwrap();
+    let recs: Vec<serde_json::Value> = runs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // 2 schemes × (zo-sgd × 2 runtimes + fo-sgd in memory only).
+    assert_eq!(recs.len(), 6, "{runs}");
+    for scheme in ["ft", "lora"] {
+        let find = |rt: Option<&str>| {
+            recs.iter()
+                .find(|x| {
+                    x["scheme"] == scheme
+                        && x["optimizer"] == "zo-sgd"
+                        && x["runtime"].as_str() == rt
+                })
+                .unwrap_or_else(|| panic!("no {scheme}/{rt:?} in {runs}"))
+        };
+        let (mem, off) = (find(None), find(Some("offload")));
+        assert_eq!(off["status"], "ok", "{off}");
+        for k in [
+            "final_train_loss",
+            "best_dev_acc",
+            "best_step",
+            "test_acc",
+            "zero_shot_acc",
+            "trainable_params",
+            "forward_passes_per_step",
+        ] {
+            assert_eq!(mem[k], off[k], "{scheme}: `{k}` differs between runtimes");
+        }
+        assert_ne!(mem["run_id"], off["run_id"]);
+        assert!(mem.get("offload").is_none());
+        let d = &off["offload"];
+        assert_eq!(d["device"], "flex");
+        assert_eq!(d["transfer"], "f32");
+        let (budget, weights) = (
+            d["budget_bytes"].as_u64().unwrap(),
+            d["weights_bytes"].as_u64().unwrap(),
+        );
+        assert_eq!(budget, (weights as f64 * 1.5) as u64);
+        let peak = d["peak_param_bytes"].as_u64().unwrap();
+        assert!(peak > 0 && peak <= budget, "{d}");
+        assert!(d["bytes_per_step"].as_u64().unwrap() > 0);
+        assert!(d["ring"].as_u64().unwrap() >= 1);
+    }
+    let table = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(table.contains("zo-sgd (offload)"), "{table}");
+}
+
+#[test]
+fn offload_config_errors_exit_2_with_the_fix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = |extra: &str| {
+        format!(
+            "name = \"o\"\n[grid]\nmodel = [\"bert-tiny\"]\ntask = [\"sst2\"]\nscheme = [\"ft\"]\noptimizer = [\"zo-sgd\"]\nseed = [0]\nruntime = [\"memory\", \"offload\"]\n[settings]\nsteps = 1\nbatch_size = 1\neval_every = 1\nnum_train = 1\nnum_dev = 1\nnum_eval = 1\n{extra}"
+        )
+    };
+    for (extra, want) in [
+        ("[offload]\ndevice = \"tpu\"\n", "offload.device"),
+        ("[offload]\ntransfer = \"f8\"\n", "offload.transfer"),
+        ("[offload]\nbudget = \"12 parsecs\"\n", "offload.budget"),
+        ("[optimizer.zo-sgd]\nq = [4]\n", "q = 1"),
+        ("[optimizer.zo-sgd]\nsparsity = [0.5]\n", "sparsity"),
+    ] {
+        let cfg = write_cfg(tmp.path(), &base(extra));
+        let o = zobench(&["validate", "--config", cfg.to_str().unwrap()], tmp.path());
+        assert_eq!(o.status.code(), Some(2), "{extra}: {}", text(&o));
+        assert!(text(&o).contains(want), "{extra}: {}", text(&o));
+    }
+    let cfg = write_cfg(
+        tmp.path(),
+        &base("").replace("runtime = [\"memory\", \"offload\"]", "runtime = [\"ofload\"]"),
+    );
+    let o = zobench(&["validate", "--config", cfg.to_str().unwrap()], tmp.path());
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("did you mean `offload`"), "{}", text(&o));
+}

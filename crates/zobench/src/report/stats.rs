@@ -141,6 +141,15 @@ pub struct Group {
     pub first_index: usize,
 }
 
+/// The optimizer as tables and figures show it: its name, with ` (offload)` for cells of
+/// the offload runtime (so they form their own rows beside the in-memory ones).
+pub fn optimizer_label(r: &RunRecord) -> String {
+    match r.runtime.as_deref() {
+        Some(rt) if rt != "memory" => format!("{} ({rt})", r.optimizer),
+        _ => r.optimizer.clone(),
+    }
+}
+
 /// Groups `runs` by setting (see the module doc) and summarises each group over its `ok`
 /// cells. Groups are sorted by model, task, scheme, optimizer, template, `lr`, then the
 /// setting label, steps and batch size. A setting without any `ok` cell is still listed, with
@@ -154,6 +163,7 @@ pub fn aggregate(runs: &[RunRecord]) -> Vec<Group> {
             &r.task,
             &r.scheme,
             &r.optimizer,
+            &r.runtime,
             &r.template,
             &r.hparams,
             r.steps,
@@ -209,7 +219,7 @@ fn summarise(members: &[(usize, &RunRecord)]) -> Group {
         model: r0.model.clone(),
         task: r0.task.clone(),
         scheme: r0.scheme.clone(),
-        optimizer: r0.optimizer.clone(),
+        optimizer: optimizer_label(r0),
         template: r0.template.clone(),
         hparams: r0.hparams.clone(),
         setting: setting_label(&r0.hparams),

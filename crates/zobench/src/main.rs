@@ -145,7 +145,7 @@ enum Cmd {
     },
     /// List the names an axis accepts.
     Ls {
-        /// models | tasks | schemes | optimizers | templates
+        /// models | tasks | schemes | optimizers | templates | runtimes
         what: String,
     },
     /// Run one cell (used by `sweep`; not meant to be called by hand).
@@ -352,7 +352,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Cmd::Ls { what } => {
-            let kinds = ["models", "tasks", "schemes", "optimizers", "templates"];
+            let kinds = [
+                "models",
+                "tasks",
+                "schemes",
+                "optimizers",
+                "templates",
+                "runtimes",
+            ];
             match what.as_str() {
                 "models" => {
                     for m in registry::MODEL_NAMES {
@@ -378,6 +385,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         println!("{:<24} {:<13} {}", o.name, o.estimator, o.doc);
                         println!("{:<24} keys: {}", "", o.hparams.join(", "));
                     }
+                    println!(
+                        "{:<24} {:<13} in-context-learning row: a causal LM evaluated with k demonstrations, nothing trained",
+                        config::ICL,
+                        "none"
+                    );
+                    println!("{:<24} keys: shots", "");
+                }
+                "runtimes" => {
+                    println!("memory    every parameter in memory (every optimizer)");
+                    println!(
+                        "offload   ZO2-style: layers streamed to [offload].device under a byte budget (zo-sgd, causal LMs)"
+                    );
                 }
                 "templates" => {
                     for t in zo_tasks::TASKS {

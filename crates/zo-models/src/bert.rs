@@ -21,8 +21,8 @@ use crate::model::{
     StageCtx,
 };
 use crate::nn::{
-    AttnMask, AttnShape, Lin, act, attention, attn_mask, cfg_token, check_act, embed, embed_host, layer_norm,
-    linear, prepare, put, strip_prompt,
+    AttnMask, AttnShape, Lin, act, attention, attn_mask, cfg_token, check_act, embed, embed_host,
+    layer_norm, linear, prepare, put, strip_prompt,
 };
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::Deserialize;

@@ -48,8 +48,7 @@ pub use gguf::{load_gguf, read_gguf_config};
 pub use loader::{Checkpoint, load_safetensors};
 pub use model::{
     Adapters, Block, LanguageModel, LinearInfo, ModelInfo, ModelInput, ModelKind, StageCtx,
-    build_model,
-    load_model, load_weights,
+    build_model, load_model, load_weights,
 };
 pub use peft::{Scheme, SchemeReport, apply_scheme};
 pub use tokenizer::{EncodedBatch, TextTokenizer};

@@ -345,9 +345,19 @@ impl LanguageModel for LlamaModel {
         let (ad, i, l) = (&self.adapters, &self.info, &self.layers[li]);
         let y = rms_norm(ps, x.clone(), l.ln1, self.eps);
         let q = apply_rope(linear(ps, ad, &l.q, y.clone()), i.num_heads, &c.cos, &c.sin);
-        let k = apply_rope(linear(ps, ad, &l.k, y.clone()), i.num_kv_heads, &c.cos, &c.sin);
+        let k = apply_rope(
+            linear(ps, ad, &l.k, y.clone()),
+            i.num_kv_heads,
+            &c.cos,
+            &c.sin,
+        );
         let v = linear(ps, ad, &l.v, y);
-        let mask = &c.masks.iter().find(|(w, _)| *w == l.window).expect("built").1;
+        let mask = &c
+            .masks
+            .iter()
+            .find(|(w, _)| *w == l.window)
+            .expect("built")
+            .1;
         let a = attention(ps, ad, li, q, k, v, mask, c.shape, capture);
         let x = x + linear(ps, ad, &l.o, a);
         let y = rms_norm(ps, x.clone(), l.ln2, self.eps);

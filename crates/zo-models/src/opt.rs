@@ -21,8 +21,8 @@ use crate::model::{
     StageCtx,
 };
 use crate::nn::{
-    AttnMask, AttnShape, Lin, act, add_prefix_if_missing, attention, attn_mask, cfg_bool, cfg_str, cfg_token,
-    cfg_usize, cfg_usize_opt, check_act, embed_host, layer_norm, linear, prepare, put,
+    AttnMask, AttnShape, Lin, act, add_prefix_if_missing, attention, attn_mask, cfg_bool, cfg_str,
+    cfg_token, cfg_usize, cfg_usize_opt, check_act, embed_host, layer_norm, linear, prepare, put,
     strip_prompt,
 };
 use burn::tensor::Tensor;

@@ -516,14 +516,12 @@ impl Offload {
             Transfer::Bf16 => {
                 self.stats.bytes_uploaded += 2 * n as u64;
                 let h: Vec<bf16> = values.into_iter().map(bf16::from_f32).collect();
-                Tensor::<1>::from_data(TensorData::new(h, [n]), (dev, DType::BF16))
-                    .cast(DType::F32)
+                Tensor::<1>::from_data(TensorData::new(h, [n]), (dev, DType::BF16)).cast(DType::F32)
             }
             Transfer::F16 => {
                 self.stats.bytes_uploaded += 2 * n as u64;
                 let h: Vec<f16> = values.into_iter().map(f16::from_f32).collect();
-                Tensor::<1>::from_data(TensorData::new(h, [n]), (dev, DType::F16))
-                    .cast(DType::F32)
+                Tensor::<1>::from_data(TensorData::new(h, [n]), (dev, DType::F16)).cast(DType::F32)
             }
         }
     }

@@ -79,7 +79,10 @@ fn in_memory(
     let mut map = std::collections::BTreeMap::new();
     map.insert("lr".to_string(), serde_json::json!(h.lr));
     map.insert("mu".to_string(), serde_json::json!(h.mu));
-    map.insert("weight_decay".to_string(), serde_json::json!(h.weight_decay));
+    map.insert(
+        "weight_decay".to_string(),
+        serde_json::json!(h.weight_decay),
+    );
     let hps = HParams::from_map::<_, serde_json::Error>(&map).unwrap();
     let mut opt = build("zo-sgd", &hps).unwrap();
     let (inp, targets) = input(m, store.device());
@@ -87,7 +90,11 @@ fn in_memory(
     for step in 1..=steps {
         let mut obj = ZoObjective(|s: &ParamStore| {
             let h = m.hidden_states(s, &inp);
-            loss(m, s, h, &targets).into_data().convert::<f32>().as_slice::<f32>().unwrap()[0]
+            loss(m, s, h, &targets)
+                .into_data()
+                .convert::<f32>()
+                .as_slice::<f32>()
+                .unwrap()[0]
         });
         let r = opt
             .step(&mut store, StepCtx { run_seed: 11, step }, &mut obj)
@@ -160,12 +167,22 @@ fn f32_offload_equals_in_memory_zo_sgd_bitwise_on_every_family() {
                 cfg.max_ring = 2;
                 let (losses, mut off, mut host) =
                     offloaded(m.as_ref(), store.detached(), cfg, &h, 3);
-                assert_eq!(off.plan().ring as u64, ring, "{dir:?}: ring from the budget");
+                assert_eq!(
+                    off.plan().ring as u64,
+                    ring,
+                    "{dir:?}: ring from the budget"
+                );
                 let what = format!("{} {} ring {ring}", dir.display(), scheme.name());
                 assert_eq!(losses, ref_losses, "{what}: losses differ");
-                assert!(off.has_pending_update(), "{what}: the last update is deferred");
+                assert!(
+                    off.has_pending_update(),
+                    "{what}: the last update is deferred"
+                );
                 let stats = off.stats().clone();
-                assert!(stats.peak_param_bytes <= budget, "{what}: {stats:?} over {budget}");
+                assert!(
+                    stats.peak_param_bytes <= budget,
+                    "{what}: {stats:?} over {budget}"
+                );
                 assert!(stats.peak_param_bytes > 0);
                 off.flush(&mut host);
                 assert!(!off.has_pending_update());
@@ -208,16 +225,26 @@ fn budgets_that_cannot_work_are_clear_errors() {
         .find(|d| d.ends_with("llama-tiny"))
         .unwrap();
     let (m, store) = load(&dir, &Scheme::Ft);
-    let full = Plan::new(m.as_ref(), &store, &OffloadConfig::new(Device::flex(), u64::MAX))
-        .unwrap();
+    let full = Plan::new(
+        m.as_ref(),
+        &store,
+        &OffloadConfig::new(Device::flex(), u64::MAX),
+    )
+    .unwrap();
     let layer = *full.layer_bytes.iter().max().unwrap();
     // Room for the resident set but not for one layer next to it.
     let cfg = OffloadConfig::new(Device::flex(), full.resident_bytes + layer - 1);
     let e = Plan::new(m.as_ref(), &store, &cfg).unwrap_err();
     let msg = e.to_string();
     assert!(matches!(e, OffloadError::BlockTooLarge { .. }), "{msg}");
-    assert!(msg.contains("layer.") && msg.contains(&layer.to_string()), "{msg}");
-    assert!(msg.contains(&(full.resident_bytes + layer).to_string()), "{msg}");
+    assert!(
+        msg.contains("layer.") && msg.contains(&layer.to_string()),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&(full.resident_bytes + layer).to_string()),
+        "{msg}"
+    );
     // Less than the resident set.
     let cfg = OffloadConfig::new(Device::flex(), full.resident_bytes / 2);
     let e = Plan::new(m.as_ref(), &store, &cfg).unwrap_err();
@@ -228,8 +255,12 @@ fn budgets_that_cannot_work_are_clear_errors() {
     assert_eq!(Plan::new(m.as_ref(), &store, &cfg).unwrap().ring, 1);
     // q > 1 is refused by name.
     let mut store = store;
-    let mut off = Offload::new(m.as_ref(), &store, OffloadConfig::new(Device::flex(), u64::MAX))
-        .unwrap();
+    let mut off = Offload::new(
+        m.as_ref(),
+        &store,
+        OffloadConfig::new(Device::flex(), u64::MAX),
+    )
+    .unwrap();
     let (inp, t) = input(m.as_ref(), &Device::flex());
     let mut h = hp(1e-2, 0.0);
     h.q = 2;
@@ -247,7 +278,12 @@ fn budgets_that_cannot_work_are_clear_errors() {
         )
         .unwrap_err();
     assert!(e.to_string().contains("q = 2"), "{e}");
-    assert!(zo_offload::parse_device("tpu").unwrap_err().to_string().contains("flex, wgpu"));
+    assert!(
+        zo_offload::parse_device("tpu")
+            .unwrap_err()
+            .to_string()
+            .contains("flex, wgpu")
+    );
 }
 
 #[test]
@@ -258,8 +294,12 @@ fn a_diverged_step_restores_theta_and_leaves_no_pending_update() {
         .unwrap();
     let (m, mut store) = load(&dir, &Scheme::Ft);
     let before = bits(&store);
-    let mut off =
-        Offload::new(m.as_ref(), &store, OffloadConfig::new(Device::flex(), u64::MAX)).unwrap();
+    let mut off = Offload::new(
+        m.as_ref(),
+        &store,
+        OffloadConfig::new(Device::flex(), u64::MAX),
+    )
+    .unwrap();
     let (inp, _) = input(m.as_ref(), &Device::flex());
     let e = off
         .step(
@@ -279,7 +319,11 @@ fn a_diverged_step_restores_theta_and_leaves_no_pending_update() {
     off.flush(&mut store);
     let after = store;
     // θ + μz − 2μz + μz is θ up to f32 rounding of each pass.
-    let b: Vec<f32> = before.iter().flatten().map(|&x| f32::from_bits(x)).collect();
+    let b: Vec<f32> = before
+        .iter()
+        .flatten()
+        .map(|&x| f32::from_bits(x))
+        .collect();
     let a: Vec<f32> = bits(&after)
         .iter()
         .flatten()
@@ -311,8 +355,12 @@ mod wgpu {
             let (m, store) = load(&dir, &Scheme::Ft);
             let h = hp(1e-2, 0.0);
             let (ref_losses, ref_store) = in_memory(m.as_ref(), store.detached(), &h, 3);
-            let plan =
-                Plan::new(m.as_ref(), &store, &OffloadConfig::new(dev.clone(), u64::MAX)).unwrap();
+            let plan = Plan::new(
+                m.as_ref(),
+                &store,
+                &OffloadConfig::new(dev.clone(), u64::MAX),
+            )
+            .unwrap();
             let layer = *plan.layer_bytes.iter().max().unwrap();
             let all: u64 = plan.resident_bytes + plan.layer_bytes.iter().sum::<u64>();
             // Parameters: the resident set and two layers; activations of the two streams:
@@ -321,13 +369,22 @@ mod wgpu {
             let cfg = OffloadConfig::new(dev.clone(), budget);
             let (losses, mut off, mut host) = offloaded(m.as_ref(), store.detached(), cfg, &h, 3);
             for ((lp, lm), (rp, rm)) in losses.iter().zip(&ref_losses) {
-                assert!((lp - rp).abs() <= 1e-4 * rp.abs().max(1.0), "{name}: {lp} vs {rp}");
-                assert!((lm - rm).abs() <= 1e-4 * rm.abs().max(1.0), "{name}: {lm} vs {rm}");
+                assert!(
+                    (lp - rp).abs() <= 1e-4 * rp.abs().max(1.0),
+                    "{name}: {lp} vs {rp}"
+                );
+                assert!(
+                    (lm - rm).abs() <= 1e-4 * rm.abs().max(1.0),
+                    "{name}: {lm} vs {rm}"
+                );
             }
             let st = off.stats().clone();
             let peak = st.peak_device_bytes.expect("wgpu keeps accounting");
             assert!(st.samples > 0);
-            assert!(peak <= budget, "{name}: backend peak {peak} > budget {budget}: {st:?}");
+            assert!(
+                peak <= budget,
+                "{name}: backend peak {peak} > budget {budget}: {st:?}"
+            );
             assert!(
                 st.peak_param_bytes < all || plan.layers.len() <= 2,
                 "{name}: the ring holds fewer than all layers"

@@ -789,10 +789,8 @@ fn offload_runtime(
         ))
     })?;
     let device = zo_offload::parse_device(&o.device).map_err(|e| UserError::new(e.to_string()))?;
-    let mut cfg = zo_offload::OffloadConfig::new(
-        device,
-        crate::config::offload_budget(&o, store.bytes()),
-    );
+    let mut cfg =
+        zo_offload::OffloadConfig::new(device, crate::config::offload_budget(&o, store.bytes()));
     cfg.transfer =
         zo_offload::Transfer::parse(&o.transfer).map_err(|e| UserError::new(e.to_string()))?;
     let off = zo_offload::Offload::new(model, store, cfg)

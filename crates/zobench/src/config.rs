@@ -184,9 +184,7 @@ pub fn parse_bytes(v: &toml::Value) -> Option<u64> {
         return u64::try_from(i).ok().filter(|&b| b > 0);
     }
     let s = v.as_str()?.trim();
-    let split = s
-        .find(|c: char| c.is_ascii_alphabetic())
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let x: f64 = num.trim().parse().ok()?;
     let mult = match unit.trim().to_ascii_lowercase().as_str() {
@@ -690,8 +688,9 @@ impl SweepConfig {
         check_values(file, "grid.runtime", &g.runtime, RUNTIMES)?;
         if g.runtime.iter().any(|r| r == "offload") {
             let o = &self.offload;
-            zo_offload::parse_device(&o.device)
-                .map_err(|e| UserError::new(format!("{}: `offload.device`: {e}", file.display())))?;
+            zo_offload::parse_device(&o.device).map_err(|e| {
+                UserError::new(format!("{}: `offload.device`: {e}", file.display()))
+            })?;
             zo_offload::Transfer::parse(&o.transfer).map_err(|_| {
                 UserError::new(format!(
                     "{}: `offload.transfer` = `{}`{}; valid: f32, f16, bf16",
@@ -729,8 +728,12 @@ impl SweepConfig {
                         let ok = match k.as_str() {
                             "lr" | "mu" | "weight_decay" | "steps" => true,
                             "q" => as_list(v).iter().all(|x| x.as_u64() == Some(1)),
-                            "estimator" => as_list(v).iter().all(|x| x.as_str() == Some("two-sided")),
-                            "direction" => as_list(v).iter().all(|x| x.as_str() == Some("gaussian")),
+                            "estimator" => {
+                                as_list(v).iter().all(|x| x.as_str() == Some("two-sided"))
+                            }
+                            "direction" => {
+                                as_list(v).iter().all(|x| x.as_str() == Some("gaussian"))
+                            }
                             _ => false,
                         };
                         if !ok {
@@ -1103,39 +1106,40 @@ impl SweepConfig {
             for &steps in &steps_axis {
                 for hp in &settings {
                     for runtime in &runtimes {
-                    for &seed in &seeds {
-                        cells.push(CellSpec {
-                            sweep: self.name.clone(),
-                            model: model.clone(),
-                            task: task.clone(),
-                            scheme: scheme.clone(),
-                            scheme_options: scheme_options.clone(),
-                            optimizer: opt.clone(),
-                            template: template.clone(),
-                            hparams: hp.clone(),
-                            seed,
-                            data_seed: s.data_seed,
-                            steps,
-                            batch_size: s.batch_size,
-                            eval_every: s.eval_every,
-                            num_train: s.num_train,
-                            num_dev: s.num_dev,
-                            num_eval: s.num_eval,
-                            eval_batch_size: s.eval_batch_size,
-                            max_length: s.max_length,
-                            pooling: s.pooling.clone(),
-                            backend: s.backend.clone(),
-                            precision: s.precision.clone(),
-                            test_at: s.test_at.clone(),
-                            loss: s.loss.clone(),
-                            threads: s.threads,
-                            timeout_s: s.timeout_s,
-                            data_dir: s.data_dir.clone(),
-                            data_sha256: fp.clone(),
-                            runtime: (*runtime).clone(),
-                            offload: (runtime.as_str() == "offload").then(|| self.offload.clone()),
-                        });
-                    }
+                        for &seed in &seeds {
+                            cells.push(CellSpec {
+                                sweep: self.name.clone(),
+                                model: model.clone(),
+                                task: task.clone(),
+                                scheme: scheme.clone(),
+                                scheme_options: scheme_options.clone(),
+                                optimizer: opt.clone(),
+                                template: template.clone(),
+                                hparams: hp.clone(),
+                                seed,
+                                data_seed: s.data_seed,
+                                steps,
+                                batch_size: s.batch_size,
+                                eval_every: s.eval_every,
+                                num_train: s.num_train,
+                                num_dev: s.num_dev,
+                                num_eval: s.num_eval,
+                                eval_batch_size: s.eval_batch_size,
+                                max_length: s.max_length,
+                                pooling: s.pooling.clone(),
+                                backend: s.backend.clone(),
+                                precision: s.precision.clone(),
+                                test_at: s.test_at.clone(),
+                                loss: s.loss.clone(),
+                                threads: s.threads,
+                                timeout_s: s.timeout_s,
+                                data_dir: s.data_dir.clone(),
+                                data_sha256: fp.clone(),
+                                runtime: (*runtime).clone(),
+                                offload: (runtime.as_str() == "offload")
+                                    .then(|| self.offload.clone()),
+                            });
+                        }
                     }
                 }
             }

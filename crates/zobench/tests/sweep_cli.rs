@@ -940,7 +940,10 @@ fn offload_config_errors_exit_2_with_the_fix() {
     }
     let cfg = write_cfg(
         tmp.path(),
-        &base("").replace("runtime = [\"memory\", \"offload\"]", "runtime = [\"ofload\"]"),
+        &base("").replace(
+            "runtime = [\"memory\", \"offload\"]",
+            "runtime = [\"ofload\"]",
+        ),
     );
     let o = zobench(&["validate", "--config", cfg.to_str().unwrap()], tmp.path());
     assert_eq!(o.status.code(), Some(2));

@@ -337,6 +337,36 @@ fn a_diverged_step_restores_theta_and_leaves_no_pending_update() {
     assert!(worst < 1e-6, "restore error {worst}");
 }
 
+/// Half-precision transfer on the host "device": θ and z travel as bf16 / f16, so the losses
+/// move by the rounding of θ (8 or 11 significant bits) and the bytes per step halve.
+#[test]
+fn half_precision_transfer_on_flex_halves_the_bytes_and_stays_close() {
+    let dir = fixtures()
+        .into_iter()
+        .find(|d| d.ends_with("opt-tiny"))
+        .unwrap();
+    let (m, store) = load(&dir, &Scheme::Ft);
+    let h = hp(1e-2, 0.0);
+    let (ref_losses, _) = in_memory(m.as_ref(), store.detached(), &h, 2);
+    let f32_plan = Plan::new(
+        m.as_ref(),
+        &store,
+        &OffloadConfig::new(Device::flex(), u64::MAX),
+    )
+    .unwrap();
+    for (t, rel) in [(Transfer::Bf16, 2e-2), (Transfer::F16, 2e-3)] {
+        let mut cfg = OffloadConfig::new(Device::flex(), u64::MAX);
+        cfg.transfer = t;
+        let (losses, off, _) = offloaded(m.as_ref(), store.detached(), cfg, &h, 2);
+        assert_eq!(2 * off.plan().bytes_per_step, f32_plan.bytes_per_step);
+        eprintln!("{t:?}: {losses:?} vs {ref_losses:?}");
+        for ((lp, lm), (rp, rm)) in losses.iter().zip(&ref_losses) {
+            assert!((lp - rp).abs() <= rel * rp.abs(), "{t:?}: {lp} vs {rp}");
+            assert!((lm - rm).abs() <= rel * rm.abs(), "{t:?}: {lm} vs {rm}");
+        }
+    }
+}
+
 /// The wgpu backend on this machine's adapter (lavapipe without a GPU): a separate device
 /// with its own memory and real transfers.
 #[cfg(feature = "wgpu")]

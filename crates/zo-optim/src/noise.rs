@@ -34,10 +34,12 @@
 //!
 //! The lanes exist for speed: the generator and the transform vectorise across them, and a
 //! copy compiled for AVX2 or AVX-512 is chosen at run time (`ZO_NOISE_ISA=portable|avx2`
-//! forces a narrower one, for benchmarks). One core, cache-resident, on the development
-//! machine: ~110 Melem/s before (one xoshiro stream per chunk, libm `ln`/`sin_cos`), ~400
-//! portable (SSE2), ~620 AVX2, ~770 AVX-512 (`examples/noise_speed.rs`). Streams of the
-//! earlier layout gave other values for the same seeds.
+//! forces a narrower one, for benchmarks). The AVX-512 copy runs two generator steps per
+//! iteration so that the transform fills its 16 f32 lanes (same values). One core,
+//! cache-resident, on the development machine: ~110 Melem/s before (one xoshiro stream per
+//! chunk, libm `ln`/`sin_cos`), ~410 portable (SSE2), ~610 AVX2, ~1190 AVX-512
+//! (`examples/noise_speed.rs`; ~790 with one step per iteration). Streams of the earlier
+//! layout gave other values for the same seeds.
 
 use rayon::prelude::*;
 
@@ -157,6 +159,46 @@ fn step_normals(rng: &mut ChunkRng, scale: f32, z: &mut [f32; STEP]) {
     }
 }
 
+/// Two generator steps at once: the same `2 · STEP` normals as two calls of [`step_normals`]
+/// (the same arithmetic lane by lane, so the same bits), with the transform run over
+/// `2 · LANES` lanes so that it fills a 512-bit vector (AVX-512) or two 256-bit ones.
+#[inline(always)]
+fn step_normals2(rng: &mut ChunkRng, scale: f32, z: &mut [f32; 2 * STEP]) {
+    let mut hi = [0u32; 2 * LANES];
+    let mut lo = [0u32; 2 * LANES];
+    for half in 0..2 {
+        let [s0, s1, s2, s3] = &mut rng.s;
+        let mut a = [0u64; LANES];
+        for l in 0..LANES {
+            a[l] = s0[l]
+                .wrapping_add(s3[l])
+                .rotate_left(23)
+                .wrapping_add(s0[l]);
+            let t = s1[l] << 17;
+            s2[l] ^= s0[l];
+            s3[l] ^= s1[l];
+            s1[l] ^= s2[l];
+            s0[l] ^= s3[l];
+            s2[l] ^= t;
+            s3[l] = s3[l].rotate_left(45);
+        }
+        for l in 0..LANES {
+            hi[half * LANES + l] = (a[l] >> 40) as u32;
+            lo[half * LANES + l] = a[l] as u32 & 0xFF_FFFF;
+        }
+    }
+    let mut c = [0.0f32; 2 * LANES];
+    let mut s = [0.0f32; 2 * LANES];
+    for l in 0..2 * LANES {
+        (c[l], s[l]) = normal_pair(hi[l], lo[l], scale);
+    }
+    for half in 0..2 {
+        let (zc, zs) = z[half * STEP..(half + 1) * STEP].split_at_mut(LANES);
+        zc.copy_from_slice(&c[half * LANES..(half + 1) * LANES]);
+        zs.copy_from_slice(&s[half * LANES..(half + 1) * LANES]);
+    }
+}
+
 /// `ln((hi + 1) / 2^24)` for a 24-bit `hi` (so the argument is in (0, 1]), Cephes `logf`.
 #[inline(always)]
 fn ln_u1(hi: u32) -> f32 {
@@ -213,8 +255,13 @@ fn normal_pair(hi: u32, lo: u32, scale: f32) -> (f32, f32) {
 
 /// Applies `op(element, scale · z)` to every element of one chunk (`out.len() <= CHUNK`) of
 /// the direction, chunk index `chunk`. Portable body; [`chunk_apply`] picks a compiled copy.
+///
+/// `WIDE` runs two generator steps per iteration ([`step_normals2`]; the same values): faster
+/// with 32 vector registers (AVX-512: 788 → 1190 Melem/s on one core of the development
+/// machine), slower with 16 (AVX2: 607 → 488, SSE2: 404 → 316), so only the AVX-512 copy
+/// sets it.
 #[inline(always)]
-fn chunk_apply_body<F: Fn(&mut f32, f32)>(
+fn chunk_apply_body<const WIDE: bool, F: Fn(&mut f32, f32)>(
     key: NoiseKey,
     h: u64,
     chunk: u64,
@@ -224,7 +271,17 @@ fn chunk_apply_body<F: Fn(&mut f32, f32)>(
 ) {
     let mut rng = chunk_rng(key, h, chunk);
     let mut z = [0.0f32; STEP];
-    for block in out.chunks_mut(STEP) {
+    let mut z2 = [0.0f32; 2 * STEP];
+    // Two generator steps per iteration; a tail shorter than that takes single steps, which
+    // continue the same streams.
+    let mut pairs = out.chunks_exact_mut(if WIDE { 2 * STEP } else { usize::MAX });
+    for block in &mut pairs {
+        step_normals2(&mut rng, scale, &mut z2);
+        for (x, v) in block.iter_mut().zip(&z2) {
+            op(x, *v);
+        }
+    }
+    for block in pairs.into_remainder().chunks_mut(STEP) {
         step_normals(&mut rng, scale, &mut z);
         for (x, v) in block.iter_mut().zip(&z) {
             op(x, *v);
@@ -242,7 +299,7 @@ fn chunk_apply_avx512<F: Fn(&mut f32, f32)>(
     out: &mut [f32],
     op: F,
 ) {
-    chunk_apply_body(key, h, chunk, scale, out, op);
+    chunk_apply_body::<true, _>(key, h, chunk, scale, out, op);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -255,7 +312,7 @@ fn chunk_apply_avx2<F: Fn(&mut f32, f32)>(
     out: &mut [f32],
     op: F,
 ) {
-    chunk_apply_body(key, h, chunk, scale, out, op);
+    chunk_apply_body::<false, _>(key, h, chunk, scale, out, op);
 }
 
 /// Which compiled copy of the generator runs: 0 portable (the target's baseline, SSE2 on
@@ -304,7 +361,7 @@ fn chunk_apply(
         // SAFETY: `isa()` returns 1 only where the CPU has AVX2.
         #[cfg(target_arch = "x86_64")]
         1 => unsafe { chunk_apply_avx2(key, h, chunk, scale, out, op) },
-        _ => chunk_apply_body(key, h, chunk, scale, out, op),
+        _ => chunk_apply_body::<false, _>(key, h, chunk, scale, out, op),
     }
 }
 
@@ -522,11 +579,22 @@ mod tests {
         let h = path_hash("w");
         for c in 0..64u64 {
             let mut portable = vec![0.0f32; CHUNK];
-            chunk_apply_body(NoiseKey(5), h, c, 0.75, &mut portable, |x, z| *x = z);
+            chunk_apply_body::<false, _>(NoiseKey(5), h, c, 0.75, &mut portable, |x, z| *x = z);
             let mut dispatched = vec![0.0f32; CHUNK];
             chunk_apply(NoiseKey(5), h, c, 0.75, &mut dispatched, |x, z| *x = z);
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&portable), bits(&dispatched), "chunk {c}");
+            // The two-steps-per-iteration body, in portable code, on a full chunk and on a
+            // tail that ends inside a double step.
+            for len in [CHUNK, 1000, 17] {
+                let mut wide = vec![0.0f32; len];
+                chunk_apply_body::<true, _>(NoiseKey(5), h, c, 0.75, &mut wide, |x, z| *x = z);
+                assert_eq!(
+                    bits(&portable[..len]),
+                    bits(&wide),
+                    "wide, chunk {c}, {len}"
+                );
+            }
             #[cfg(target_arch = "x86_64")]
             {
                 if std::arch::is_x86_feature_detected!("avx2") {

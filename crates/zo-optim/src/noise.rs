@@ -123,16 +123,13 @@ const LN_P: [f32; 9] = [
 const LN2_HI: f32 = f32::from_bits(0x3F31_8000); // 0.693359375, exact
 const LN2_LO: f32 = -2.121_944_4e-4;
 
-/// One generator step: `LANES` xoshiro256++ outputs → `STEP` normals (times `scale`) in `z`.
-///
-/// Pure f32 arithmetic (add, mul, sqrt, int↔float conversions; no FMA, no libm), lane by
-/// lane, so the values are bit-identical whatever SIMD width the loop compiles to.
+/// Steps the `LANES` xoshiro256++ generators (Blackman & Vigna 2019) once and splits each
+/// 64-bit output `a` into `hi = a >> 40` and `lo = a & (2^24 − 1)` (`LANES` values each).
 #[inline(always)]
-fn step_normals(rng: &mut ChunkRng, scale: f32, z: &mut [f32; STEP]) {
+fn next_bits(rng: &mut ChunkRng, hi: &mut [u32; LANES], lo: &mut [u32; LANES]) {
     let [s0, s1, s2, s3] = &mut rng.s;
     let mut a = [0u64; LANES];
     for l in 0..LANES {
-        // xoshiro256++ (Blackman & Vigna 2019).
         a[l] = s0[l]
             .wrapping_add(s3[l])
             .rotate_left(23)
@@ -145,48 +142,39 @@ fn step_normals(rng: &mut ChunkRng, scale: f32, z: &mut [f32; STEP]) {
         s2[l] ^= t;
         s3[l] = s3[l].rotate_left(45);
     }
-    let mut hi = [0u32; LANES];
-    let mut lo = [0u32; LANES];
     for l in 0..LANES {
         hi[l] = (a[l] >> 40) as u32;
         lo[l] = a[l] as u32 & 0xFF_FFFF;
     }
+}
+
+/// One generator step: `LANES` xoshiro256++ outputs → `STEP` normals (times `scale`) in `z`.
+///
+/// Pure f32 arithmetic (add, mul, sqrt, int↔float conversions; no FMA, no libm), lane by
+/// lane, so the values are bit-identical whatever SIMD width the loop compiles to.
+#[inline(always)]
+fn step_normals(rng: &mut ChunkRng, scale: f32, z: &mut [f32; STEP]) {
+    let mut hi = [0u32; LANES];
+    let mut lo = [0u32; LANES];
+    next_bits(rng, &mut hi, &mut lo);
     let (zc, zs) = z.split_at_mut(LANES);
     for l in 0..LANES {
-        let (c, s) = normal_pair(hi[l], lo[l], scale);
-        zc[l] = c;
-        zs[l] = s;
+        (zc[l], zs[l]) = normal_pair(hi[l], lo[l], scale);
     }
 }
 
 /// Two generator steps at once: the same `2 · STEP` normals as two calls of [`step_normals`]
 /// (the same arithmetic lane by lane, so the same bits), with the transform run over
-/// `2 · LANES` lanes so that it fills a 512-bit vector (AVX-512) or two 256-bit ones.
+/// `2 · LANES` lanes so that it fills a 512-bit vector.
 #[inline(always)]
 fn step_normals2(rng: &mut ChunkRng, scale: f32, z: &mut [f32; 2 * STEP]) {
-    let mut hi = [0u32; 2 * LANES];
-    let mut lo = [0u32; 2 * LANES];
+    let mut hi = [[0u32; LANES]; 2];
+    let mut lo = [[0u32; LANES]; 2];
     for half in 0..2 {
-        let [s0, s1, s2, s3] = &mut rng.s;
-        let mut a = [0u64; LANES];
-        for l in 0..LANES {
-            a[l] = s0[l]
-                .wrapping_add(s3[l])
-                .rotate_left(23)
-                .wrapping_add(s0[l]);
-            let t = s1[l] << 17;
-            s2[l] ^= s0[l];
-            s3[l] ^= s1[l];
-            s1[l] ^= s2[l];
-            s0[l] ^= s3[l];
-            s2[l] ^= t;
-            s3[l] = s3[l].rotate_left(45);
-        }
-        for l in 0..LANES {
-            hi[half * LANES + l] = (a[l] >> 40) as u32;
-            lo[half * LANES + l] = a[l] as u32 & 0xFF_FFFF;
-        }
+        next_bits(rng, &mut hi[half], &mut lo[half]);
     }
+    let hi = hi.as_flattened();
+    let lo = lo.as_flattened();
     let mut c = [0.0f32; 2 * LANES];
     let mut s = [0.0f32; 2 * LANES];
     for l in 0..2 * LANES {

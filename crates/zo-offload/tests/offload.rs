@@ -25,6 +25,14 @@ fn fixtures() -> Vec<PathBuf> {
     v
 }
 
+/// The tiny fixture folder whose name ends with `name` (e.g. `llama-tiny`).
+fn fixture(name: &str) -> PathBuf {
+    fixtures()
+        .into_iter()
+        .find(|d| d.ends_with(name))
+        .unwrap_or_else(|| panic!("fixture `{name}` missing"))
+}
+
 fn load(dir: &PathBuf, scheme: &Scheme) -> (Box<dyn LanguageModel>, ParamStore) {
     let mut store = ParamStore::new(Device::flex());
     let mut m = load_model(dir, &mut store).unwrap();
@@ -220,10 +228,7 @@ fn bytes_moved_per_step_match_the_plan() {
 
 #[test]
 fn budgets_that_cannot_work_are_clear_errors() {
-    let dir = fixtures()
-        .into_iter()
-        .find(|d| d.ends_with("llama-tiny"))
-        .unwrap();
+    let dir = fixture("llama-tiny");
     let (m, store) = load(&dir, &Scheme::Ft);
     let full = Plan::new(
         m.as_ref(),
@@ -288,10 +293,7 @@ fn budgets_that_cannot_work_are_clear_errors() {
 
 #[test]
 fn a_diverged_step_restores_theta_and_leaves_no_pending_update() {
-    let dir = fixtures()
-        .into_iter()
-        .find(|d| d.ends_with("gpt2-tiny"))
-        .unwrap();
+    let dir = fixture("gpt2-tiny");
     let (m, mut store) = load(&dir, &Scheme::Ft);
     let before = bits(&store);
     let mut off = Offload::new(
@@ -341,10 +343,7 @@ fn a_diverged_step_restores_theta_and_leaves_no_pending_update() {
 /// move by the rounding of θ (8 or 11 significant bits) and the bytes per step halve.
 #[test]
 fn half_precision_transfer_on_flex_halves_the_bytes_and_stays_close() {
-    let dir = fixtures()
-        .into_iter()
-        .find(|d| d.ends_with("opt-tiny"))
-        .unwrap();
+    let dir = fixture("opt-tiny");
     let (m, store) = load(&dir, &Scheme::Ft);
     let h = hp(1e-2, 0.0);
     let (ref_losses, _) = in_memory(m.as_ref(), store.detached(), &h, 2);
@@ -381,7 +380,7 @@ mod wgpu {
     fn wgpu_offload_matches_in_memory_and_stays_under_budget() {
         let dev = device();
         for name in ["llama-tiny", "opt-tiny", "bert-tiny"] {
-            let dir = fixtures().into_iter().find(|d| d.ends_with(name)).unwrap();
+            let dir = fixture(name);
             let (m, store) = load(&dir, &Scheme::Ft);
             let h = hp(1e-2, 0.0);
             let (ref_losses, ref_store) = in_memory(m.as_ref(), store.detached(), &h, 3);
@@ -437,10 +436,7 @@ mod wgpu {
     #[test]
     fn half_precision_transfer_is_close_to_f32_or_refused_clearly() {
         let dev = device();
-        let dir = fixtures()
-            .into_iter()
-            .find(|d| d.ends_with("llama-tiny"))
-            .unwrap();
+        let dir = fixture("llama-tiny");
         let (m, store) = load(&dir, &Scheme::Ft);
         let h = hp(1e-2, 0.0);
         let (ref_losses, _) = in_memory(m.as_ref(), store.detached(), &h, 2);
